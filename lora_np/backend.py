@@ -1,0 +1,332 @@
+"""The one place that knows which array library is in use.
+
+Three backends share one interface:
+
+* ``"numpy"``    — plain NumPy on the CPU (the default);
+* ``"cupy"``     — CuPy on an NVIDIA GPU (optional extra: ``pip install lora_np[gpu]``);
+* ``"emulated"`` — NumPy dressed up as a device. Its arrays (:class:`DeviceArray`) refuse
+  exactly what CuPy refuses: mixing with host (NumPy) arrays and implicit conversion to
+  NumPy. The whole test suite runs under it, so an array that leaks to the host fails a test
+  on a laptop instead of crashing a learner's GPU run.
+
+Library code never imports NumPy for array work. It asks this module:
+
+>>> from lora_np import backend
+>>> xp = backend.get_xp()                  # the array namespace of the current backend
+>>> x = backend.asarray([[1.0, 2.0]])      # host data -> current device, default dtype
+>>> xp = backend.get_array_module(x)       # the namespace that owns ``x``
+>>> backend.to_numpy(x)                    # device -> host, for plotting and printing
+array([[1., 2.]], dtype=float32)
+
+Random numbers are drawn on the host with NumPy's ``Generator`` and then moved to the device
+(:class:`Rng`), so the same seed gives the same weights on every backend.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import types
+
+import numpy as np
+from numpy.lib.mixins import NDArrayOperatorsMixin
+
+BACKENDS = ("numpy", "emulated", "cupy")
+ENV_VAR = "LORA_NP_BACKEND"
+CUPY_INSTALL_HINT = "pip install 'cupy-cuda12x'  (or cupy-cuda13x for CUDA 13)"
+
+# --------------------------------------------------------------------------- emulated device
+
+
+class DeviceArray(NDArrayOperatorsMixin):
+    """A NumPy array that behaves like a CuPy array: it lives "on the device".
+
+    Arithmetic, indexing, methods and NumPy functions all work and return ``DeviceArray``.
+    What CuPy refuses is refused here with CuPy's exception type (``TypeError``):
+    ``np.asarray(d)``, ``d + np.ones(3)``, ``d[np.array([0])]``, ``d[0] = np.ones(3)``.
+    Explicit transfers work: ``d.get()`` (to the host) and ``xp.asarray(host)`` (to the device).
+    """
+
+    __slots__ = ("_a",)
+    __array_priority__ = 1000
+    __hash__ = None
+
+    def __init__(self, a):
+        self._a = a                                   # the wrapped np.ndarray
+
+    # ---- the refusals
+    def __array__(self, dtype=None, copy=None):
+        raise TypeError(
+            "Implicit conversion to a NumPy array is not allowed (device array). "
+            "Use lora_np.backend.to_numpy(x) or x.get() to copy it to the host explicitly.")
+
+    def __getattr__(self, name):
+        if name.startswith("__") or name in ("ctypes", "data", "base"):
+            raise AttributeError(name)
+        attr = getattr(self._a, name)
+        if not callable(attr):
+            return _wrap(attr)
+
+        def method(*args, **kwargs):
+            return _wrap(attr(*_unwrap(args), **_unwrap(kwargs)))
+        return method
+
+    # ---- NumPy protocols: compute on the wrapped arrays, refuse host arrays
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        out = kwargs.get("out")
+        result = getattr(ufunc, method)(*_unwrap(inputs), **_unwrap(kwargs))
+        if out is not None:
+            return out[0] if len(out) == 1 else out
+        return _wrap(result)
+
+    def __array_function__(self, func, types_, args, kwargs):
+        return _wrap(func(*_unwrap(args), **_unwrap(kwargs)))
+
+    # ---- the array interface used by library code
+    shape = property(lambda self: self._a.shape)
+    dtype = property(lambda self: self._a.dtype)
+    ndim = property(lambda self: self._a.ndim)
+    size = property(lambda self: self._a.size)
+    nbytes = property(lambda self: self._a.nbytes)
+    T = property(lambda self: DeviceArray(self._a.T))
+
+    def get(self):
+        """Copy to the host (CuPy's spelling)."""
+        return self._a.copy()
+
+    def __getitem__(self, key):
+        return _wrap(self._a[_unwrap(key)])
+
+    def __setitem__(self, key, value):
+        self._a[_unwrap(key)] = _unwrap(value)
+
+    def __len__(self):
+        return len(self._a)
+
+    def __iter__(self):
+        return (_wrap(row) for row in self._a)
+
+    def __float__(self):
+        return float(self._a)
+
+    def __int__(self):
+        return int(self._a)
+
+    def __bool__(self):
+        return bool(self._a)
+
+    def __repr__(self):
+        return "DeviceArray(" + repr(self._a)[6:-1] + ")" if self._a.ndim else f"DeviceArray({self._a!r})"
+
+
+def _unwrap(obj):
+    """DeviceArray -> its ndarray; a host ndarray -> TypeError; containers recursively."""
+    if isinstance(obj, DeviceArray):
+        return obj._a
+    if isinstance(obj, np.ndarray):
+        raise TypeError(
+            "Unsupported type numpy.ndarray: a host (NumPy) array was mixed with a device array. "
+            "Move it to the device first with lora_np.backend.asarray(...).")
+    if isinstance(obj, (tuple, list)):
+        return type(obj)(_unwrap(o) for o in obj)
+    if isinstance(obj, dict):
+        return {k: _unwrap(v) for k, v in obj.items()}
+    return obj
+
+
+def _wrap(obj):
+    """ndarray (or NumPy scalar) -> DeviceArray; containers recursively; others unchanged."""
+    if isinstance(obj, np.ndarray):
+        return DeviceArray(obj)
+    if isinstance(obj, np.generic):
+        return DeviceArray(np.asarray(obj))          # reductions give 0-d device arrays, as in CuPy
+    if isinstance(obj, tuple):
+        return tuple(_wrap(o) for o in obj)
+    if isinstance(obj, list):
+        return [_wrap(o) for o in obj]
+    return obj
+
+
+class _EmulatedNamespace(types.SimpleNamespace):
+    """``xp`` for the emulated backend: NumPy's functions, taking and giving DeviceArrays."""
+
+    _TRANSFER = ("asarray", "array", "ascontiguousarray")
+
+    def __init__(self, module=np):
+        super().__init__()
+        self._module = module
+        self.ndarray = DeviceArray
+
+    def __getattr__(self, name):
+        if name == "random":
+            raise AttributeError("the emulated backend has no xp.random: use lora_np.backend.Rng")
+        obj = getattr(self._module, name)
+        if isinstance(obj, types.ModuleType):
+            return _EmulatedNamespace(obj)
+        if isinstance(obj, type) or not callable(obj):
+            return obj                               # dtypes, constants, newaxis
+        if name in self._TRANSFER:
+            return _to_emulated
+        return lambda *args, **kwargs: _wrap(obj(*_unwrap(args), **_unwrap(kwargs)))
+
+    @staticmethod
+    def asnumpy(x):
+        return x.get() if isinstance(x, DeviceArray) else np.asarray(x)
+
+    @staticmethod
+    def get_array_module(*arrays):
+        return EMULATED_XP
+
+
+def _to_emulated(obj, dtype=None, copy=None):
+    """Explicit host -> device transfer (what ``cupy.asarray`` does)."""
+    if isinstance(obj, DeviceArray):
+        a = obj._a if dtype is None else obj._a.astype(dtype, copy=False)
+        return DeviceArray(a.copy() if copy else a)
+    return DeviceArray(np.array(obj if isinstance(obj, np.ndarray) else _unwrap(obj), dtype=dtype))
+
+
+EMULATED_XP = _EmulatedNamespace()
+
+# --------------------------------------------------------------------------- selection
+
+_state = {"name": None, "xp": None, "dtype": np.dtype(np.float32)}
+
+
+def _load_cupy():
+    """Import CuPy and prove a GPU answers, or raise a RuntimeError that says what to do."""
+    try:
+        import cupy  # noqa: PLC0415  (optional dependency)
+    except ImportError as err:
+        raise RuntimeError(f"backend 'cupy' needs CuPy, which is not installed: {CUPY_INSTALL_HINT}") from err
+    try:
+        if not cupy.is_available():
+            raise RuntimeError("no usable GPU")
+        int((cupy.arange(3) + 1).sum())              # one tiny computation on the device
+    except Exception as err:                          # CUDARuntimeError is a RuntimeError
+        raise RuntimeError(
+            f"backend 'cupy': CuPy is installed but no usable CUDA GPU was found ({err}). "
+            "Use set_backend('numpy') on this machine.") from err
+    return cupy
+
+
+def set_backend(name: str):
+    """Select the array library: ``"numpy"``, ``"emulated"`` or ``"cupy"``. Returns its namespace.
+
+    Create models and data *after* switching: arrays live where they were created.
+    """
+    if name not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {name!r}")
+    xp = {"numpy": lambda: np, "emulated": lambda: EMULATED_XP, "cupy": _load_cupy}[name]()
+    _state["name"], _state["xp"] = name, xp
+    return xp
+
+
+def get_backend() -> str:
+    """The name of the current backend (from ``$LORA_NP_BACKEND`` on first use, else numpy)."""
+    if _state["name"] is None:
+        set_backend(os.environ.get(ENV_VAR, "numpy"))
+    return _state["name"]
+
+
+def get_xp():
+    """The array namespace (``numpy``, ``cupy`` or the emulated one) of the current backend."""
+    get_backend()
+    return _state["xp"]
+
+
+@contextlib.contextmanager
+def use_backend(name: str, dtype=None):
+    """Temporarily switch backend (and optionally the default dtype)."""
+    saved = dict(_state)
+    set_backend(name)
+    if dtype is not None:
+        set_default_dtype(dtype)
+    try:
+        yield _state["xp"]
+    finally:
+        _state.update(saved)
+
+
+def set_default_dtype(dtype) -> None:
+    """float32 (the default, for speed) or float64 (for gradient checks)."""
+    dtype = np.dtype(dtype)
+    if dtype not in (np.float32, np.float64):
+        raise ValueError(f"dtype must be float32 or float64, got {dtype}")
+    _state["dtype"] = dtype
+
+
+def default_dtype() -> np.dtype:
+    return _state["dtype"]
+
+
+def get_array_module(*arrays):
+    """The namespace that owns these arrays (what ``cupy.get_array_module`` does)."""
+    for a in arrays:
+        if isinstance(a, DeviceArray):
+            return EMULATED_XP
+        if type(a).__module__.startswith("cupy"):
+            return _state["xp"] if _state["name"] == "cupy" else _load_cupy()
+    return np
+
+
+def is_array(x) -> bool:
+    """True for arrays of any backend (host or device)."""
+    return isinstance(x, (np.ndarray, DeviceArray)) or type(x).__module__.startswith("cupy")
+
+
+def asarray(data, dtype=None):
+    """Host data (lists, NumPy arrays, device arrays) -> an array of the current backend.
+
+    Floating data gets the default dtype unless ``dtype`` is given; integer data keeps its kind.
+    """
+    xp = get_xp()
+    if dtype is None:
+        kind = getattr(data, "dtype", np.asarray(data).dtype if not is_array(data) else None)
+        dtype = _state["dtype"] if kind is None or np.dtype(kind).kind == "f" else kind
+    return xp.asarray(data, dtype=dtype)
+
+
+def to_numpy(x):
+    """Any array (or scalar) -> a NumPy array on the host. The one explicit way back."""
+    if isinstance(x, DeviceArray):
+        return x.get()
+    if type(x).__module__.startswith("cupy"):
+        return x.get()
+    return np.asarray(x)
+
+
+def to_float(x) -> float:
+    """A 0-d array of any backend -> a Python float (one device synchronisation)."""
+    return float(x)
+
+
+class Rng:
+    """Seeded random numbers, drawn on the host by NumPy, delivered on the current device.
+
+    Drawing on the host means the same seed gives bit-identical numbers on every backend.
+    Only the draws the library needs are offered (CuPy's RNG lacks ``normal``/``choice``).
+    """
+
+    def __init__(self, seed=0):
+        self.host = np.random.default_rng(seed)
+
+    def standard_normal(self, shape, dtype=None):
+        return asarray(self.host.standard_normal(shape), dtype=dtype)
+
+    def uniform(self, low, high, shape, dtype=None):
+        return asarray(self.host.uniform(low, high, shape), dtype=dtype)
+
+    def random(self, shape, dtype=None):
+        return asarray(self.host.random(shape), dtype=dtype)
+
+    def integers(self, low, high, shape):
+        return asarray(self.host.integers(low, high, shape))
+
+    def permutation(self, n):
+        return asarray(self.host.permutation(n))
+
+    def spawn(self) -> "Rng":
+        """An independent child generator (for a layer that needs its own stream)."""
+        child = Rng.__new__(Rng)
+        child.host = self.host.spawn(1)[0]
+        return child

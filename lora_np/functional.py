@@ -1,0 +1,175 @@
+"""Pure forward/backward pairs: the maths of every operation, one pair per operation.
+
+Each ``*_forward`` returns ``(out, cache)``; the matching ``*_backward(dout, cache)`` returns the
+gradients of the loss with respect to the inputs. Nothing here holds state or knows about
+modules, so every pair can be gradient-checked on its own (``tests/test_gradcheck_ops.py``).
+
+Notation: ``G = dL/dy`` is the upstream gradient, shapes are written in comments, ``N`` is the
+number of rows (a batch may carry extra leading axes: ``(..., d)`` works everywhere).
+
+LoRA convention (loralib and PEFT): ``A`` is ``(r, d_in)``, ``B`` is ``(d_out, r)`` and
+``ΔW = s · B @ A`` has the shape of ``W0``, ``(d_out, d_in)``. Raschka's book uses the
+transposed layout (``x @ A @ B`` with ``A: (d_in, r)``); the maths is the same.
+"""
+from __future__ import annotations
+
+import math
+
+from .backend import get_array_module
+
+
+def _rows(x):
+    """Flatten leading axes: (..., d) -> (N, d), for weight gradients."""
+    return x.reshape(-1, x.shape[-1])
+
+
+# --------------------------------------------------------------------------- Linear
+
+def linear_forward(x, W, b=None):
+    """y = x Wᵀ + b.   x: (..., d_in)  W: (d_out, d_in)  b: (d_out,) or None  ->  y: (..., d_out)"""
+    y = x @ W.T                                    # (..., d_out)
+    if b is not None:
+        y = y + b                                  # (..., d_out)
+    return y, (x, W, b is not None)
+
+
+def linear_backward(dy, cache, need_weight_grad=True):
+    """dx = G W,  dW = Gᵀ x,  db = Σ_rows G.
+
+    With ``need_weight_grad=False`` (a frozen layer) dW and db are neither computed nor
+    allocated: the gradient still flows to the input, it just stops at the weight.
+    """
+    x, W, has_bias = cache
+    dx = dy @ W                                    # (..., d_in)
+    if not need_weight_grad:
+        return dx, None, None
+    G = _rows(dy)                                  # (N, d_out)
+    dW = G.T @ _rows(x)                            # (d_out, d_in)
+    db = G.sum(axis=0) if has_bias else None       # (d_out,)
+    return dx, dW, db
+
+
+# --------------------------------------------------------------------------- LoRA linear
+
+def lora_linear_forward(x, W0, b0, A, B, s, mask=None, p=0.0):
+    """y = x W0ᵀ + b0 + s · (drop(x) Aᵀ) Bᵀ.
+
+    x: (..., d_in)  W0: (d_out, d_in)  A: (r, d_in)  B: (d_out, r)  s = alpha / r (or alpha/√r).
+    ``mask`` is the dropout keep-mask for the LoRA path only (None: no dropout), keep-prob 1 - p.
+    The product is taken as two thin matmuls, never forming B @ A: O(N r (d_in + d_out)) work.
+    """
+    xd = x if mask is None else x * mask / (1.0 - p)   # (..., d_in)  dropout on the LoRA path
+    u = xd @ A.T                                   # (..., r)     the rank-r bottleneck
+    y = x @ W0.T + s * (u @ B.T)                   # (..., d_out)
+    if b0 is not None:
+        y = y + b0                                 # (..., d_out)
+    return y, (x, xd, W0, A, B, s, u, mask, p)
+
+
+def lora_linear_backward(dy, cache):
+    """With G = dL/dy and u = drop(x) Aᵀ:
+    dB = s Gᵀ u,   dA = s (G B)ᵀ drop(x),   dx = G W0 + drop'((s G B) A).
+
+    No dW0 and no db0: W0 and b0 are frozen, so their gradients are never formed.
+    """
+    x, xd, W0, A, B, s, u, mask, p = cache
+    gB = s * (dy @ B)                              # (..., r)   gradient at the bottleneck
+    dA = _rows(gB).T @ _rows(xd)                   # (r, d_in)
+    dB = s * (_rows(dy).T @ _rows(u))              # (d_out, r)
+    dxd = gB @ A                                   # (..., d_in) through the LoRA path
+    if mask is not None:
+        dxd = dxd * mask / (1.0 - p)               # (..., d_in) back through dropout
+    dx = dy @ W0 + dxd                             # (..., d_in)
+    return dx, dA, dB
+
+
+# --------------------------------------------------------------------------- activations
+
+def relu_forward(x):
+    """y = max(x, 0)."""
+    xp = get_array_module(x)
+    return xp.maximum(x, 0), x
+
+
+def relu_backward(dy, x):
+    """dy/dx = 1 where x > 0, else 0 (the kink at 0 is given gradient 0)."""
+    return dy * (x > 0)
+
+
+_GELU_C = math.sqrt(2.0 / math.pi)
+
+
+def gelu_forward(x):
+    """GELU, tanh approximation: y = ½ x (1 + tanh(c (x + 0.044715 x³))),  c = √(2/π)."""
+    xp = get_array_module(x)
+    t = xp.tanh(_GELU_C * (x + 0.044715 * x ** 3))   # (...)
+    return 0.5 * x * (1.0 + t), (x, t)
+
+
+def gelu_backward(dy, cache):
+    """dy/dx = ½ (1 + t) + ½ x (1 − t²) · c (1 + 3 · 0.044715 x²),  t as in the forward."""
+    x, t = cache
+    dt = _GELU_C * (1.0 + 3 * 0.044715 * x ** 2)   # (...)
+    return dy * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * dt)
+
+
+def tanh_forward(x):
+    """y = tanh(x)."""
+    xp = get_array_module(x)
+    y = xp.tanh(x)
+    return y, y
+
+
+def tanh_backward(dy, y):
+    """dy/dx = 1 − tanh(x)² = 1 − y²: the output is all the backward needs."""
+    return dy * (1.0 - y * y)
+
+
+def dropout_forward(x, mask, p):
+    """Inverted dropout: y = x · m / (1 − p), m ~ Bernoulli(1 − p). The expectation of y is x."""
+    return x * mask / (1.0 - p), (mask, p)
+
+
+def dropout_backward(dy, cache):
+    """dy/dx = m / (1 − p): the same mask scales the gradient."""
+    mask, p = cache
+    return dy * mask / (1.0 - p)
+
+
+# --------------------------------------------------------------------------- loss
+
+def softmax(z, axis=-1):
+    """Numerically stable softmax: subtract the row maximum before exponentiating."""
+    xp = get_array_module(z)
+    e = xp.exp(z - z.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def log_softmax(z, axis=-1):
+    """log softmax(z) = z − max − log Σ exp(z − max): never exponentiates a large number."""
+    xp = get_array_module(z)
+    shifted = z - z.max(axis=axis, keepdims=True)
+    return shifted - xp.log(xp.exp(shifted).sum(axis=axis, keepdims=True))
+
+
+def softmax_cross_entropy_forward(logits, labels):
+    """L = −(1/N) Σ_n log softmax(z_n)[y_n].   logits: (N, C)  labels: (N,) integers in [0, C).
+
+    Fused with the softmax so that it stays finite for any logits (log-sum-exp trick).
+    """
+    xp = get_array_module(logits)
+    N = logits.shape[0]
+    logp = log_softmax(logits)                     # (N, C)
+    rows = xp.arange(N)                            # (N,)
+    loss = -logp[rows, labels].mean()              # ()
+    return loss, (logp, labels)
+
+
+def softmax_cross_entropy_backward(dloss, cache):
+    """dL/dz = (softmax(z) − onehot(y)) / N, times the upstream scalar."""
+    logp, labels = cache
+    xp = get_array_module(logp)
+    N = logp.shape[0]
+    dz = xp.exp(logp)                              # (N, C)  the probabilities
+    dz[xp.arange(N), labels] -= 1.0                # (N, C)  minus the one-hot target
+    return dz * (dloss / N)

@@ -1,0 +1,106 @@
+"""Adding LoRA to a model in one call, PEFT-style, and reporting what is trainable.
+
+>>> model = inject_lora(MLP(20, (256, 256), 10), LoraConfig(r=4, lora_alpha=8, target_modules=["fc1", "fc2"]))
+>>> print_trainable_parameters(model)
+trainable params: 3,136 || all params: 75,850 || trainable%: 4.1345
+
+A pattern in ``target_modules`` matches a Linear layer whose dotted name equals it, ends with
+``"." + pattern`` (PEFT's rule: ``"q"`` matches ``blocks.0.attn.q``), or matches it as a
+shell-style glob (``"fc*"``). ``None`` adapts every Linear layer. Every parameter that is not a
+LoRA matrix is frozen.
+"""
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass
+
+from ..nn import Linear, LoRALinear, Module
+from ..nn.layers import as_rng
+
+
+@dataclass
+class LoraConfig:
+    """The knobs of a LoRA adapter, under PEFT's names.
+
+    r: the rank of ΔW = s·B·A.  lora_alpha: the numerator of the scale s = alpha/r (alpha/√r with
+    use_rslora).  target_modules: patterns naming the Linear layers to adapt (None: all).
+    lora_dropout: dropout on the LoRA path only.  init_lora_weights: "kaiming" (loralib) or
+    "gaussian" (std 1/r) for A; B always starts at zero.  seed: for A's initialisation.
+    """
+
+    r: int = 8
+    lora_alpha: float = 8.0
+    target_modules: list | tuple | str | None = None
+    lora_dropout: float = 0.0
+    init_lora_weights: str = "kaiming"
+    use_rslora: bool = False
+    seed: int = 0
+
+
+def _matches(name: str, pattern: str) -> bool:
+    return name == pattern or name.endswith("." + pattern) or fnmatch.fnmatchcase(name, pattern)
+
+
+def find_linear_layers(model: Module, target_modules=None) -> list[str]:
+    """Dotted names of the Linear layers the patterns select, in model order.
+
+    Raises ValueError naming any pattern that matches no Linear layer.
+    """
+    linears = [n for n, m in model.named_modules() if type(m) is Linear]
+    if target_modules is None:
+        return linears
+    patterns = [target_modules] if isinstance(target_modules, str) else list(target_modules)
+    if not patterns or not all(isinstance(p, str) and p for p in patterns):
+        raise ValueError(f"target_modules must be None or a list of non-empty strings, got {target_modules!r}")
+    for p in patterns:
+        if not any(_matches(n, p) for n in linears):
+            raise ValueError(f"target_modules: pattern {p!r} matches no Linear layer; "
+                             f"the Linear layers are {linears}")
+    return [n for n in linears if any(_matches(n, p) for p in patterns)]
+
+
+def inject_lora(model: Module, config: LoraConfig | None = None, **kwargs) -> Module:
+    """Replace the targeted Linear layers by LoRALinear, freeze everything else, return the model.
+
+    ``inject_lora(model, r=4, target_modules=["fc1"])`` is shorthand for passing a LoraConfig.
+    The model is changed in place (its pretrained W0 arrays are shared, not copied).
+    """
+    if config is None:
+        config = LoraConfig(**kwargs)
+    elif kwargs:
+        raise TypeError("pass either a LoraConfig or keyword arguments, not both")
+    if any(isinstance(m, LoRALinear) for _, m in model.named_modules()):
+        raise ValueError("this model already has LoRA layers; inject into a fresh copy of the base model")
+    names = find_linear_layers(model, config.target_modules)
+    if not names:
+        raise ValueError("target_modules selected no Linear layer: the model has none")
+    model.freeze()
+    rng = as_rng(config.seed)
+    for name in names:
+        layer = LoRALinear(model.get_submodule(name), r=config.r, alpha=config.lora_alpha,
+                           init=config.init_lora_weights, use_rslora=config.use_rslora,
+                           dropout=config.lora_dropout, rng=rng.spawn(), name=name)
+        model.set_submodule(name, layer)
+    model.lora_config = config
+    return model
+
+
+def lora_layers(model: Module) -> list[tuple[str, LoRALinear]]:
+    """(name, layer) for every LoRALinear in the model."""
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, LoRALinear)]
+
+
+def merge_lora(model: Module) -> Module:
+    """Merge every adapter into its W0 (layers already merged are left as they are)."""
+    for _, layer in lora_layers(model):
+        if not layer.merged:
+            layer.merge()
+    return model
+
+
+def unmerge_lora(model: Module) -> Module:
+    """Undo :func:`merge_lora`, restoring every W0 bit for bit."""
+    for _, layer in lora_layers(model):
+        if layer.merged:
+            layer.unmerge()
+    return model

@@ -1,0 +1,178 @@
+"""Thin stateful modules over :mod:`lora_np.functional`: Linear, activations, Dropout, Sequential.
+
+Each ``forward`` stores the cache its functional pair returned; each ``backward`` consumes it
+(so a second backward without a new forward is an error, as is a backward before any forward).
+"""
+from __future__ import annotations
+
+import math
+
+from .. import backend
+from .. import functional as F
+from .module import Module, Parameter
+
+
+def as_rng(rng) -> backend.Rng:
+    """An ``Rng`` from an ``Rng``, an integer seed or ``None`` (seed 0)."""
+    if isinstance(rng, backend.Rng):
+        return rng
+    if rng is None or (isinstance(rng, int) and not isinstance(rng, bool)):
+        return backend.Rng(0 if rng is None else rng)
+    raise TypeError(f"rng must be a lora_np.backend.Rng, an int seed or None, got {type(rng).__name__}")
+
+
+def check_features(x, d_in: int, dtype, where: str) -> None:
+    """Raise a clear error if ``x`` is not an array of the model's backend, width and dtype."""
+    if not backend.is_array(x):
+        raise TypeError(f"{where}: x must be an array (use lora_np.backend.asarray), got {type(x).__name__}")
+    if x.ndim < 1 or x.shape[-1] != d_in:
+        raise ValueError(f"{where}: x must have {d_in} features in its last axis, got shape {tuple(x.shape)}")
+    if x.dtype != dtype:
+        raise TypeError(f"{where}: x has dtype {x.dtype} but the weights are {dtype}; "
+                        f"convert it with x.astype({dtype.name!r})")
+
+
+class Linear(Module):
+    """y = x Wᵀ + b.  W: (d_out, d_in), b: (d_out,) — PyTorch's layout and initialisation
+    (both uniform in ±1/√d_in).
+    """
+
+    def __init__(self, d_in: int, d_out: int, bias: bool = True, rng=None, dtype=None):
+        for arg, v in (("d_in", d_in), ("d_out", d_out)):
+            if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
+                raise ValueError(f"{arg} must be a positive integer, got {v!r}")
+        rng, bound = as_rng(rng), 1.0 / math.sqrt(d_in)
+        self.d_in, self.d_out = d_in, d_out
+        self.weight = Parameter(rng.uniform(-bound, bound, (d_out, d_in), dtype=dtype))   # (d_out, d_in)
+        self.bias = Parameter(rng.uniform(-bound, bound, (d_out,), dtype=dtype)) if bias else None
+        self._cache = None
+
+    def forward(self, x):
+        check_features(x, self.d_in, self.weight.dtype, type(self).__name__)
+        y, self._cache = F.linear_forward(x, self.weight.data, self.bias.data if self.bias else None)
+        return y                                                         # (..., d_out)
+
+    def backward(self, dy):
+        cache, self._cache = self._need_cache(self._cache), None
+        dx, dW, db = F.linear_backward(dy, cache, need_weight_grad=self.weight.trainable)
+        if dW is not None:
+            self.weight.accumulate(dW)
+            if self.bias is not None and self.bias.trainable:
+                self.bias.accumulate(db)
+        elif self.bias is not None and self.bias.trainable:
+            self.bias.accumulate(dy.reshape(-1, self.d_out).sum(axis=0))  # (d_out,) bias-only tuning
+        return dx                                                        # (..., d_in)
+
+    def extra_repr(self):
+        return f"d_in={self.d_in}, d_out={self.d_out}, bias={self.bias is not None}"
+
+
+class _Activation(Module):
+    """An element-wise activation: forward/backward straight from a functional pair."""
+
+    _forward = _backward = None
+
+    def __init__(self):
+        self._cache = None
+
+    def forward(self, x):
+        y, self._cache = type(self)._forward(x)
+        return y
+
+    def backward(self, dy):
+        cache, self._cache = self._need_cache(self._cache), None
+        return type(self)._backward(dy, cache)
+
+
+class ReLU(_Activation):
+    """y = max(x, 0)."""
+    _forward, _backward = F.relu_forward, F.relu_backward
+
+
+class GELU(_Activation):
+    """GELU with the tanh approximation (GPT-2's)."""
+    _forward, _backward = F.gelu_forward, F.gelu_backward
+
+
+class Tanh(_Activation):
+    """y = tanh(x)."""
+    _forward, _backward = F.tanh_forward, F.tanh_backward
+
+
+class Dropout(Module):
+    """Inverted dropout: zero each entry with probability p while training; identity in eval."""
+
+    def __init__(self, p: float = 0.5, rng=None):
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"p must be in [0, 1), got {p!r}")
+        self.p, self.rng, self._cache = p, as_rng(rng), None
+
+    def forward(self, x):
+        if not self.training or self.p == 0.0:
+            self._cache = "identity"
+            return x
+        mask = self.rng.random(x.shape, dtype=x.dtype) >= self.p        # (...) keep-mask
+        y, self._cache = F.dropout_forward(x, mask, self.p)
+        return y
+
+    def backward(self, dy):
+        cache, self._cache = self._need_cache(self._cache), None
+        return dy if cache == "identity" else F.dropout_backward(dy, cache)
+
+    def extra_repr(self):
+        return f"p={self.p}"
+
+
+class Sequential(Module):
+    """Modules applied in order; backward runs them in reverse.
+
+    ``Sequential(a, b)`` names its children ``0``, ``1``; ``Sequential({"fc1": a, "act": b})``
+    uses the given names (as PyTorch's ``Sequential(OrderedDict(...))`` does).
+    """
+
+    def __init__(self, *modules):
+        named = modules[0].items() if len(modules) == 1 and isinstance(modules[0], dict) else \
+            ((str(i), m) for i, m in enumerate(modules))
+        for name, m in named:
+            if not isinstance(m, Module):
+                raise TypeError(f"Sequential takes Modules, got {type(m).__name__} for {name!r}")
+            setattr(self, name, m)
+
+    def layers(self):
+        return [m for _, m in self._children()]
+
+    def forward(self, x):
+        for m in self.layers():
+            x = m(x)
+        return x
+
+    def backward(self, dy):
+        for m in reversed(self.layers()):
+            dy = m.backward(dy)
+        return dy
+
+
+class SoftmaxCrossEntropy(Module):
+    """Mean cross-entropy of integer labels under softmax(logits), fused and stable.
+
+    ``loss = criterion(logits, labels)``; ``dlogits = criterion.backward()``.
+    """
+
+    def __init__(self):
+        self._cache = None
+
+    def forward(self, logits, labels):
+        if logits.ndim != 2 or logits.shape[0] == 0:
+            raise ValueError(f"logits must have shape (N, C) with N >= 1, got {tuple(logits.shape)}")
+        if tuple(labels.shape) != (logits.shape[0],) or labels.dtype.kind not in "iu":
+            raise ValueError(f"labels must be integers of shape ({logits.shape[0]},), "
+                             f"got shape {tuple(labels.shape)} and dtype {labels.dtype}")
+        lo, hi, C = int(labels.min()), int(labels.max()), logits.shape[1]
+        if lo < 0 or hi >= C:
+            raise ValueError(f"labels must lie in [0, {C - 1}] for {C} classes, found values in [{lo}, {hi}]")
+        loss, self._cache = F.softmax_cross_entropy_forward(logits, labels)
+        return loss
+
+    def backward(self, dloss=1.0):
+        cache, self._cache = self._need_cache(self._cache), None
+        return F.softmax_cross_entropy_backward(dloss, cache)

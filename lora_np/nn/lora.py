@@ -1,0 +1,160 @@
+"""LoRALinear: a frozen Linear plus a trainable low-rank update.
+
+    y = x W0ᵀ + b0 + s · (x Aᵀ) Bᵀ,      ΔW = s · B A  (rank ≤ r)
+
+Conventions (loralib and PEFT):
+
+* ``lora_A``: ``(r, d_in)``, random — kaiming-uniform in ±1/√d_in (loralib's ``a=√5``) or,
+  with ``init="gaussian"``, normal with std 1/r (PEFT's ``init_lora_weights="gaussian"``);
+* ``lora_B``: ``(d_out, r)``, zeros — so ΔW = 0 at the start and the adapted model begins
+  exactly as the pretrained one;
+* scale ``s = alpha / r``, or ``alpha / √r`` with ``use_rslora=True`` (Kalajdzievski, 2023);
+* ``weight`` (W0) and ``bias`` (b0) are the base layer's own Parameters, frozen. Their
+  gradients are never formed: the backward pass costs two thin matmuls instead of a full one.
+
+The popular book code (Raschka) stores the transposed layout, ``x @ A @ B`` with ``A: (d_in, r)``.
+
+Trainable parameters: r · (d_in + d_out), against d_in · d_out for W0. The *break-even rank*
+d_in·d_out / (d_in + d_out) is where the two are equal; at or above it LoRA saves nothing.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+import warnings
+
+from .. import functional as F
+from ..backend import get_array_module
+from .layers import Linear, as_rng, check_features
+from .module import Module, Parameter
+
+INITS = ("kaiming", "gaussian")
+
+
+class LoRARankWarning(UserWarning):
+    """r is at or above the break-even rank: the adapter is as large as the matrix it adapts."""
+
+
+def break_even_rank(d_in: int, d_out: int) -> float:
+    """The rank at which r · (d_in + d_out) = d_in · d_out."""
+    return d_in * d_out / (d_in + d_out)
+
+
+def lora_scaling(r: int, alpha: float, use_rslora: bool = False) -> float:
+    """s = alpha / r (LoRA) or alpha / √r (rsLoRA, which keeps the update's size stable as r grows)."""
+    return alpha / math.sqrt(r) if use_rslora else alpha / r
+
+
+def check_lora_args(r, alpha, d_in: int, d_out: int, where: str = "LoRA") -> None:
+    """Validate r and alpha for a (d_out, d_in) weight: errors for bad values, a warning at break-even."""
+    if isinstance(r, bool) or not isinstance(r, numbers.Integral) or r <= 0:
+        raise ValueError(f"{where}: r must be a positive integer, got {r!r}")
+    if r > min(d_in, d_out):
+        raise ValueError(f"{where}: r={r} is above min(d_in, d_out) = min({d_in}, {d_out}) = {min(d_in, d_out)}; "
+                         "B @ A cannot have a rank above that, so the extra rank would be wasted")
+    if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not alpha > 0:
+        raise ValueError(f"{where}: alpha must be a positive number, got {alpha!r}")
+    be = break_even_rank(d_in, d_out)
+    if r >= be:
+        warnings.warn(f"{where}: r={r} is at or above the break-even rank {be:.1f} for a {d_out}x{d_in} weight: "
+                      f"the adapter has {r * (d_in + d_out)} parameters, the weight itself {d_in * d_out}",
+                      LoRARankWarning, stacklevel=3)
+
+
+class LoRALinear(Module):
+    """A Linear layer with a LoRA adapter. Build it from an existing (pretrained) ``Linear``.
+
+    >>> layer = LoRALinear(Linear(64, 32), r=4, alpha=8)
+    >>> layer.num_parameters(trainable_only=True)      # r · (d_in + d_out)
+    384
+    """
+
+    def __init__(self, base: Linear, r: int = 4, alpha: float = 8.0, init: str = "kaiming",
+                 use_rslora: bool = False, dropout: float = 0.0, rng=None, name: str = "LoRALinear"):
+        if not isinstance(base, Linear):
+            raise TypeError(f"{name}: base must be a Linear, got {type(base).__name__}")
+        check_lora_args(r, alpha, base.d_in, base.d_out, where=name)
+        if init not in INITS:
+            raise ValueError(f"{name}: init must be one of {INITS}, got {init!r}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"{name}: dropout must be in [0, 1), got {dropout!r}")
+        rng = as_rng(rng)
+        self.d_in, self.d_out, self.r, self.alpha = base.d_in, base.d_out, int(r), float(alpha)
+        self.init, self.use_rslora, self.dropout, self.name = init, use_rslora, dropout, name
+        self.scaling = lora_scaling(self.r, self.alpha, use_rslora)
+        self.weight, self.bias = base.weight, base.bias                     # W0, b0: shared, frozen
+        self.weight.trainable = False
+        if self.bias is not None:
+            self.bias.trainable = False
+        dtype = self.weight.dtype
+        if init == "kaiming":
+            bound = 1.0 / math.sqrt(self.d_in)
+            A = rng.uniform(-bound, bound, (self.r, self.d_in), dtype=dtype)      # (r, d_in)
+        else:
+            A = rng.standard_normal((self.r, self.d_in), dtype=dtype) * (1.0 / self.r)  # (r, d_in)
+        xp = get_array_module(A)
+        self.lora_A = Parameter(A)                                                # (r, d_in)
+        self.lora_B = Parameter(xp.zeros((self.d_out, self.r), dtype=dtype))      # (d_out, r)
+        self.merged = False
+        self._rng, self._W0 = rng, None
+        self._cache = None
+
+    # ---- the update
+    def delta_weight(self):
+        """ΔW = s · B A, shape (d_out, d_in). Formed only for merging and analysis."""
+        return self.scaling * (self.lora_B.data @ self.lora_A.data)             # (d_out, d_in)
+
+    def forward(self, x):
+        check_features(x, self.d_in, self.weight.dtype, self.name)
+        b0 = self.bias.data if self.bias is not None else None
+        if self.merged:                                       # W0 + ΔW is already in weight
+            y, self._cache = F.linear_forward(x, self.weight.data, b0)
+            self._cache = ("merged", self._cache)
+            return y
+        p = self.dropout if self.training else 0.0
+        mask = self._rng.random(x.shape, dtype=x.dtype) >= p if p > 0 else None   # (..., d_in)
+        y, cache = F.lora_linear_forward(x, self.weight.data, b0, self.lora_A.data,
+                                         self.lora_B.data, self.scaling, mask, p)
+        self._cache = ("lora", cache)
+        return y                                                                    # (..., d_out)
+
+    def backward(self, dy):
+        kind, cache = self._need_cache(self._cache)
+        self._cache = None
+        if kind == "merged":
+            raise RuntimeError(f"{self.name}: this layer is merged (W0 + ΔW in one matrix), so A and B "
+                               "cannot be trained; call unmerge() before training")
+        dx, dA, dB = F.lora_linear_backward(dy, cache)
+        if self.lora_A.trainable:
+            self.lora_A.accumulate(dA)
+        if self.lora_B.trainable:
+            self.lora_B.accumulate(dB)
+        return dx                                                                   # (..., d_in)
+
+    # ---- merging
+    def merge(self) -> None:
+        """W0 ← W0 + s·B·A, for inference with no extra latency.
+
+        The original W0 is kept aside so that :meth:`unmerge` restores it bit for bit
+        (subtracting ΔW again would not: floating-point addition is not exactly invertible).
+        Merging an already merged layer is refused (RuntimeError) and changes nothing;
+        :func:`lora_np.lora.merge_lora` on a whole model skips merged layers, so it is idempotent.
+        """
+        if self.merged:
+            raise RuntimeError(f"{self.name}: already merged; merging again would add ΔW twice. "
+                               "Call unmerge() first if you changed A or B")
+        self._W0 = self.weight.data
+        self.weight.data = self._W0 + self.delta_weight()                          # (d_out, d_in)
+        self.merged = True
+
+    def unmerge(self) -> None:
+        """Restore the exact W0 that was there before :meth:`merge`."""
+        if not self.merged:
+            raise RuntimeError(f"{self.name}: not merged, so there is nothing to unmerge")
+        self.weight.data, self._W0 = self._W0, None
+        self.merged = False
+
+    def extra_repr(self):
+        rule = "alpha/sqrt(r)" if self.use_rslora else "alpha/r"
+        return (f"d_in={self.d_in}, d_out={self.d_out}, r={self.r}, alpha={self.alpha:g}, "
+                f"scaling={self.scaling:g} ({rule}), init={self.init}, merged={self.merged}")
