@@ -1,0 +1,28 @@
+# Two commands do everything on a fresh machine with Python 3 and make:
+#   make demo   — create .venv, install lora_np, run the demo
+#   make test   — create .venv, install lora_np with its test tools, run every test and notebook
+# make lab opens JupyterLab on the notebooks.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test lab clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python -m lora_np demo
+
+test: $(STAMP)
+	MPLBACKEND=Agg $(BIN)/python -m pytest --nbmake tests notebooks
+
+lab: $(STAMP)
+	$(BIN)/jupyter lab notebooks
+
+clean:
+	rm -rf $(VENV) outputs .pytest_cache .hypothesis
