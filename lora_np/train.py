@@ -51,9 +51,9 @@ class StepInfo:
 def _check_xy(X, y, where):
     if not (backend.is_array(X) and backend.is_array(y)):
         raise TypeError(f"{where}: X and y must be arrays (use lora_np.backend.asarray)")
-    if X.ndim != 2 or y.ndim != 1 or X.shape[0] != y.shape[0]:
-        raise ValueError(f"{where}: X must be (N, d) and y (N,) with the same N, "
-                         f"got {tuple(X.shape)} and {tuple(y.shape)}")
+    if X.ndim < 2 or y.ndim < 1 or X.shape[0] != y.shape[0]:
+        raise ValueError(f"{where}: X and y must have the same number of examples N in their first axis "
+                         f"(X: (N, ...), y: (N, ...)), got {tuple(X.shape)} and {tuple(y.shape)}")
     if X.shape[0] == 0:
         raise ValueError(f"{where}: the data set is empty (0 rows)")
 
@@ -68,17 +68,17 @@ def evaluate(model: Module, X, y, batch_size: int = 4096) -> dict:
         logits = model(X[i:i + batch_size])                                  # (B, C)
         yb = y[i:i + batch_size]                                              # (B,)
         loss_sum += float(criterion(logits, yb)) * yb.shape[0]
-        correct += int((logits.argmax(axis=1) == yb).sum())
+        correct += int((logits.argmax(axis=-1) == yb).sum())
     model.train(was_training)
     model.clear_caches()
-    return {"loss": loss_sum / N, "accuracy": correct / N}
+    return {"loss": loss_sum / N, "accuracy": correct / y.size}
 
 
 def predict(model: Module, X, batch_size: int = 4096):
     """Predicted classes as a host NumPy array (for metrics and plots)."""
     was_training = model.training
     model.eval()
-    out = [backend.to_numpy(model(X[i:i + batch_size]).argmax(axis=1)) for i in range(0, X.shape[0], batch_size)]
+    out = [backend.to_numpy(model(X[i:i + batch_size]).argmax(axis=-1)) for i in range(0, X.shape[0], batch_size)]
     model.train(was_training)
     model.clear_caches()
     return _host_np.concatenate(out)

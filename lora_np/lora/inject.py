@@ -2,19 +2,19 @@
 
 >>> model = inject_lora(MLP(20, (256, 256), 10), LoraConfig(r=4, lora_alpha=8, target_modules=["fc1", "fc2"]))
 >>> print_trainable_parameters(model)
-trainable params: 3,136 || all params: 75,850 || trainable%: 4.1345
+trainable params: 3,152 || all params: 76,890 || trainable%: 4.0994
 
 A pattern in ``target_modules`` matches a Linear layer whose dotted name equals it, ends with
 ``"." + pattern`` (PEFT's rule: ``"q"`` matches ``blocks.0.attn.q``), or matches it as a
-shell-style glob (``"fc*"``). ``None`` adapts every Linear layer. Every parameter that is not a
-LoRA matrix is frozen.
+shell-style glob (``"fc*"``). ``None`` adapts every Linear layer; Embedding layers are adapted
+when named. Every parameter that is not a LoRA matrix is frozen.
 """
 from __future__ import annotations
 
 import fnmatch
 from dataclasses import dataclass
 
-from ..nn import Linear, LoRALinear, Module
+from ..nn import Embedding, Linear, LoRAEmbedding, LoRALayer, LoRALinear, Module
 from ..nn.layers import as_rng
 
 
@@ -41,26 +41,29 @@ def _matches(name: str, pattern: str) -> bool:
     return name == pattern or name.endswith("." + pattern) or fnmatch.fnmatchcase(name, pattern)
 
 
-def find_linear_layers(model: Module, target_modules=None) -> list[str]:
-    """Dotted names of the Linear layers the patterns select, in model order.
+def find_target_layers(model: Module, target_modules=None) -> list[str]:
+    """Dotted names of the layers the patterns select, in model order.
 
-    Raises ValueError naming any pattern that matches no Linear layer.
+    Linear and Embedding layers can be adapted; ``None`` selects every Linear layer (embeddings
+    are adapted only when named). Raises ValueError naming any pattern that matches nothing.
     """
     linears = [n for n, m in model.named_modules() if type(m) is Linear]
     if target_modules is None:
         return linears
+    embeddings = [n for n, m in model.named_modules() if type(m) is Embedding]
+    candidates = [n for n, m in model.named_modules() if type(m) in (Linear, Embedding)]
     patterns = [target_modules] if isinstance(target_modules, str) else list(target_modules)
     if not patterns or not all(isinstance(p, str) and p for p in patterns):
         raise ValueError(f"target_modules must be None or a list of non-empty strings, got {target_modules!r}")
     for p in patterns:
-        if not any(_matches(n, p) for n in linears):
-            raise ValueError(f"target_modules: pattern {p!r} matches no Linear layer; "
-                             f"the Linear layers are {linears}")
-    return [n for n in linears if any(_matches(n, p) for p in patterns)]
+        if not any(_matches(n, p) for n in candidates):
+            raise ValueError(f"target_modules: pattern {p!r} matches no Linear layer (nor Embedding); "
+                             f"the Linear layers are {linears}" + (f", the Embedding layers {embeddings}" if embeddings else ""))
+    return [n for n in candidates if any(_matches(n, p) for p in patterns)]
 
 
 def inject_lora(model: Module, config: LoraConfig | None = None, **kwargs) -> Module:
-    """Replace the targeted Linear layers by LoRALinear, freeze everything else, return the model.
+    """Replace the targeted layers by LoRA layers, freeze everything else, return the model.
 
     ``inject_lora(model, r=4, target_modules=["fc1"])`` is shorthand for passing a LoraConfig.
     The model is changed in place (its pretrained W0 arrays are shared, not copied).
@@ -69,25 +72,29 @@ def inject_lora(model: Module, config: LoraConfig | None = None, **kwargs) -> Mo
         config = LoraConfig(**kwargs)
     elif kwargs:
         raise TypeError("pass either a LoraConfig or keyword arguments, not both")
-    if any(isinstance(m, LoRALinear) for _, m in model.named_modules()):
+    if any(isinstance(m, LoRALayer) for _, m in model.named_modules()):
         raise ValueError("this model already has LoRA layers; inject into a fresh copy of the base model")
-    names = find_linear_layers(model, config.target_modules)
+    names = find_target_layers(model, config.target_modules)
     if not names:
         raise ValueError("target_modules selected no Linear layer: the model has none")
     model.freeze()
     rng = as_rng(config.seed)
     for name in names:
-        layer = LoRALinear(model.get_submodule(name), r=config.r, alpha=config.lora_alpha,
-                           init=config.init_lora_weights, use_rslora=config.use_rslora,
-                           dropout=config.lora_dropout, rng=rng.spawn(), name=name)
+        base = model.get_submodule(name)
+        if isinstance(base, Embedding):
+            layer = LoRAEmbedding(base, r=config.r, alpha=config.lora_alpha, use_rslora=config.use_rslora,
+                                  rng=rng.spawn(), name=name)
+        else:
+            layer = LoRALinear(base, r=config.r, alpha=config.lora_alpha, init=config.init_lora_weights,
+                               use_rslora=config.use_rslora, dropout=config.lora_dropout, rng=rng.spawn(), name=name)
         model.set_submodule(name, layer)
     model.lora_config = config
     return model
 
 
-def lora_layers(model: Module) -> list[tuple[str, LoRALinear]]:
-    """(name, layer) for every LoRALinear in the model."""
-    return [(n, m) for n, m in model.named_modules() if isinstance(m, LoRALinear)]
+def lora_layers(model: Module) -> list[tuple[str, LoRALayer]]:
+    """(name, layer) for every LoRA layer in the model."""
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, LoRALayer)]
 
 
 def merge_lora(model: Module) -> Module:

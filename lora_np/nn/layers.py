@@ -32,6 +32,16 @@ def check_features(x, d_in: int, dtype, where: str) -> None:
                         f"convert it with x.astype({dtype.name!r})")
 
 
+def check_ids(ids, V: int, where: str) -> None:
+    """Raise a clear error unless ``ids`` are integers in [0, V)."""
+    if not backend.is_array(ids) or ids.dtype.kind not in "iu":
+        raise TypeError(f"{where}: token ids must be an integer array, got "
+                        f"{ids.dtype if backend.is_array(ids) else type(ids).__name__}")
+    if ids.size and (int(ids.min()) < 0 or int(ids.max()) >= V):
+        raise ValueError(f"{where}: token ids must lie in [0, {V - 1}] for a vocabulary of {V}, "
+                         f"found values in [{int(ids.min())}, {int(ids.max())}]")
+
+
 class Linear(Module):
     """y = x Wᵀ + b.  W: (d_out, d_in), b: (d_out,) — PyTorch's layout and initialisation
     (both uniform in ±1/√d_in).
@@ -65,6 +75,60 @@ class Linear(Module):
 
     def extra_repr(self):
         return f"d_in={self.d_in}, d_out={self.d_out}, bias={self.bias is not None}"
+
+
+class Embedding(Module):
+    """y = W[ids]: a learned vector per token (or per position).  W: (V, d), normal with std 0.02."""
+
+    def __init__(self, num_embeddings: int, dim: int, rng=None, dtype=None, std: float = 0.02):
+        for arg, v in (("num_embeddings", num_embeddings), ("dim", dim)):
+            if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
+                raise ValueError(f"{arg} must be a positive integer, got {v!r}")
+        self.num_embeddings, self.dim = num_embeddings, dim
+        self.weight = Parameter(as_rng(rng).standard_normal((num_embeddings, dim), dtype=dtype) * std)  # (V, d)
+        self._cache = None
+
+    def forward(self, ids):
+        check_ids(ids, self.num_embeddings, type(self).__name__)
+        y, self._cache = F.embedding_forward(ids, self.weight.data)
+        return y                                                         # (…, d)
+
+    def backward(self, dy):
+        cache, self._cache = self._need_cache(self._cache), None
+        if self.weight.trainable:
+            self.weight.accumulate(F.embedding_backward(dy, cache))
+        return None                                                      # ids have no gradient
+
+    def extra_repr(self):
+        return f"num_embeddings={self.num_embeddings}, dim={self.dim}"
+
+
+class LayerNorm(Module):
+    """y = γ ⊙ (x − μ)/√(σ² + ε) + β over the last axis. γ (``weight``) ones, β (``bias``) zeros."""
+
+    def __init__(self, dim: int, eps: float = 1e-5, dtype=None):
+        xp, dtype = backend.get_xp(), backend.default_dtype() if dtype is None else dtype
+        self.dim, self.eps = dim, eps
+        self.weight = Parameter(xp.ones((dim,), dtype=dtype))           # γ: (d,)
+        self.bias = Parameter(xp.zeros((dim,), dtype=dtype))            # β: (d,)
+        self._cache = None
+
+    def forward(self, x):
+        check_features(x, self.dim, self.weight.dtype, type(self).__name__)
+        y, self._cache = F.layernorm_forward(x, self.weight.data, self.bias.data, self.eps)
+        return y
+
+    def backward(self, dy):
+        cache, self._cache = self._need_cache(self._cache), None
+        dx, dgamma, dbeta = F.layernorm_backward(dy, cache)
+        if self.weight.trainable:
+            self.weight.accumulate(dgamma)
+        if self.bias.trainable:
+            self.bias.accumulate(dbeta)
+        return dx
+
+    def extra_repr(self):
+        return f"dim={self.dim}"
 
 
 class _Activation(Module):
@@ -156,23 +220,29 @@ class SoftmaxCrossEntropy(Module):
     """Mean cross-entropy of integer labels under softmax(logits), fused and stable.
 
     ``loss = criterion(logits, labels)``; ``dlogits = criterion.backward()``.
+    logits: (…, C) and labels: (…) — a sequence model's (B, T, C) and (B, T) are averaged over
+    every position.
     """
 
     def __init__(self):
         self._cache = None
 
     def forward(self, logits, labels):
-        if logits.ndim != 2 or logits.shape[0] == 0:
-            raise ValueError(f"logits must have shape (N, C) with N >= 1, got {tuple(logits.shape)}")
-        if tuple(labels.shape) != (logits.shape[0],) or labels.dtype.kind not in "iu":
-            raise ValueError(f"labels must be integers of shape ({logits.shape[0]},), "
-                             f"got shape {tuple(labels.shape)} and dtype {labels.dtype}")
-        lo, hi, C = int(labels.min()), int(labels.max()), logits.shape[1]
+        if not backend.is_array(logits) or logits.ndim < 2 or logits.shape[0] == 0:
+            raise ValueError(f"logits must have shape (N, …, C) with N >= 1, got "
+                             f"{tuple(logits.shape) if backend.is_array(logits) else type(logits).__name__}")
+        if not backend.is_array(labels) or tuple(labels.shape) != tuple(logits.shape[:-1]) \
+                or labels.dtype.kind not in "iu":
+            raise ValueError(f"labels must be integers of shape {tuple(logits.shape[:-1])}, got "
+                             + (f"shape {tuple(labels.shape)} and dtype {labels.dtype}"
+                                if backend.is_array(labels) else type(labels).__name__))
+        lo, hi, C = int(labels.min()), int(labels.max()), logits.shape[-1]
         if lo < 0 or hi >= C:
             raise ValueError(f"labels must lie in [0, {C - 1}] for {C} classes, found values in [{lo}, {hi}]")
-        loss, self._cache = F.softmax_cross_entropy_forward(logits, labels)
+        loss, cache = F.softmax_cross_entropy_forward(logits.reshape(-1, C), labels.reshape(-1))
+        self._cache = (cache, logits.shape)
         return loss
 
     def backward(self, dloss=1.0):
-        cache, self._cache = self._need_cache(self._cache), None
-        return F.softmax_cross_entropy_backward(dloss, cache)
+        (cache, shape), self._cache = self._need_cache(self._cache), None
+        return F.softmax_cross_entropy_backward(dloss, cache).reshape(shape)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 
-from .backend import get_array_module
+from ..backend import get_array_module
 
 
 def _rows(x):
