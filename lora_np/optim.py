@@ -19,13 +19,16 @@ def _positive(name, value, allow_zero=False):
     return float(value)
 
 
+def _is_fraction(value) -> bool:
+    """A real number in [0, 1): a momentum or one of Adam's betas (a string or a bool is not)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and 0.0 <= value < 1.0
+
+
 class Optimizer:
     """Base class. ``params``: a Module, an iterable of Parameters, or a list of groups
     ``{"params": [...], "lr": ...}`` (a group may override any hyper-parameter, e.g. LoRA+'s
     larger learning rate for B). Frozen parameters are dropped: they get no state at all.
     """
-
-    defaults: dict = {}
 
     def __init__(self, params, **hyper):
         if isinstance(params, Module):
@@ -82,7 +85,7 @@ class SGD(Optimizer):
 
     def _check(self, g):
         super()._check(g)
-        if not 0.0 <= g["momentum"] < 1.0:
+        if not _is_fraction(g["momentum"]):
             raise ValueError(f"momentum must be in [0, 1), got {g['momentum']!r}")
         _positive("weight_decay", g["weight_decay"], allow_zero=True)
 
@@ -112,19 +115,20 @@ class Adam(Optimizer):
 
     def _check(self, g):
         super()._check(g)
-        b1, b2 = g["betas"]
-        if not (0.0 <= b1 < 1.0 and 0.0 <= b2 < 1.0):
-            raise ValueError(f"betas must both be in [0, 1), got {g['betas']!r}")
+        betas = g["betas"]
+        if not (isinstance(betas, (tuple, list)) and len(betas) == 2 and all(map(_is_fraction, betas))):
+            raise ValueError(f"betas must be a pair (beta1, beta2) of numbers in [0, 1), got {betas!r}")
         _positive("eps", g["eps"])
         _positive("weight_decay", g["weight_decay"], allow_zero=True)
 
     def _init_state(self, p, group):
         xp = get_array_module(p.data)
-        return {"m": xp.zeros_like(p.data), "v": xp.zeros_like(p.data)}
+        return {"m": xp.zeros_like(p.data), "v": xp.zeros_like(p.data), "t": 0}   # t: this parameter's steps
 
     def _update(self, p, s, g):
         xp = get_array_module(p.data)
-        (b1, b2), t, lr, wd = g["betas"], self.steps, g["lr"], g["weight_decay"]
+        s["t"] += 1                                   # counted per parameter, as in PyTorch
+        (b1, b2), t, lr, wd = g["betas"], s["t"], g["lr"], g["weight_decay"]
         grad = p.grad
         if wd and not self.decoupled:
             grad = grad + wd * p.data
