@@ -60,14 +60,13 @@ def plot_rank_sweep(results, ax=None, before: float | None = None):
     ax.set_ylabel("accuracy on the shifted test fruit (%)", color="C0")
     ax2 = ax.twinx()
     ax2.plot(rs, [res.trainable for res in lora], "s-", color="C3", label="LoRA trainable parameters")
-    if full:
-        ax2.axhline(full[0].trainable, color="C3", ls="--", label="full fine-tuning parameters")
     ax2.set_yscale("log")
     ax2.set_ylabel("trainable parameters (log scale)", color="C3")
     lines = ax.get_legend_handles_labels()
     lines2 = ax2.get_legend_handles_labels()
     ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], loc="lower right", fontsize=8)
-    ax.set_title("Accuracy and cost against the rank")
+    ax.set_title("Accuracy and cost against the rank" +
+                 (f"\n(full fine-tuning trains {full[0].trainable:,} parameters)" if full else ""))
     return fig
 
 
@@ -86,4 +85,72 @@ def plot_confusion(C, classes, ax=None, title="Confusion on the shifted fruit"):
                 ax.text(j, i, int(C[i, j]), ha="center", va="center", fontsize=7,
                         color="white" if C[i, j] > C.max() / 2 else "black")
     ax.set_title(title)
+    return fig
+
+
+# --------------------------------------------------------------------------- low-rank matrices
+
+
+def plot_lowrank(M, approx, r: int, axes=None):
+    """Three panels: the matrix ``M``, its rank-r approximation and the error ``M − approx``.
+
+    ``axes``: three matplotlib axes (default: a new 1×3 figure). The title states the numbers
+    stored, r·(m + n) against m·n, and the relative Frobenius error.
+    """
+    import matplotlib.pyplot as plt
+    if axes is None:
+        _, axes = plt.subplots(1, 3, figsize=(12, 3.6))
+    fig = axes[0].figure
+    M, approx = backend.to_numpy(M), backend.to_numpy(approx)
+    m, n = M.shape
+    err = float(_host_np.linalg.norm(M - approx) / _host_np.linalg.norm(M))
+    lim = float(_host_np.abs(M).max())
+    diff = M - approx
+    dlim = max(float(_host_np.abs(diff).max()), 1e-12)
+    for ax, img, title, vlim, cmap in ((axes[0], M, f"M  ({m}×{n})", lim, "RdBu_r"),
+                                       (axes[1], approx, f"best rank-{r} approximation B·A", lim, "RdBu_r"),
+                                       (axes[2], diff, "error M − B·A (own colour scale)", dlim, "PuOr_r")):
+        im = ax.imshow(img, cmap=cmap, vmin=-vlim, vmax=vlim, aspect="auto")
+        ax.set_xlabel("column j")
+        ax.set_ylabel("row i")
+        ax.set_title(title, fontsize=10)
+        fig.colorbar(im, ax=ax, shrink=0.85)
+    fig.suptitle(f"r = {r}: B and A store r·(m+n) = {r * (m + n):,} numbers vs m·n = {m * n:,} for M; "
+                 f"relative Frobenius error {err:.3f}", fontsize=11, y=1.02)
+    return fig
+
+
+def plot_singular_values(S, ax=None):
+    """The singular values σ₁ ≥ σ₂ ≥ ... on a log scale, against their index."""
+    fig, ax = _axes(ax)
+    S = backend.to_numpy(S)
+    ax.semilogy(_host_np.arange(1, len(S) + 1), S, "o-", ms=3)
+    ax.set_xlabel("index i")
+    ax.set_ylabel("singular value σᵢ (log scale)")
+    ax.set_title("Singular values: how much each rank-1 piece carries")
+    return fig
+
+
+def plot_lowrank_error_curve(ranks, errors, m: int, n: int, ax=None):
+    """Relative error of the best rank-r approximation (left) and the numbers stored (right) against r.
+
+    A dotted line marks the break-even rank m·n/(m+n), where B and A store as much as the matrix.
+    """
+    fig, ax = _axes(ax)
+    ranks = _host_np.asarray(ranks)
+    ax.plot(ranks, errors, "o-", ms=3, color="C0", label="relative error ‖M − B·A‖ / ‖M‖")
+    ax.set_xlabel("rank r")
+    ax.set_ylabel("relative Frobenius error", color="C0")
+    ax.set_ylim(bottom=0)
+    ax2 = ax.twinx()
+    ax2.plot(ranks, ranks * (m + n), color="C3", label="numbers in B and A: r·(m+n)")
+    ax2.axhline(m * n, color="C3", ls="--", label="numbers in M: m·n")
+    ax2.set_ylabel("numbers stored", color="C3")
+    ax2.set_ylim(bottom=0)
+    be = m * n / (m + n)
+    ax.axvline(be, color="gray", ls=":", label=f"break-even rank {be:.1f}")
+    lines, lines2 = ax.get_legend_handles_labels(), ax2.get_legend_handles_labels()
+    ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], loc="upper center", bbox_to_anchor=(0.4, 1.0),
+              fontsize=8)
+    ax.set_title(f"Best rank-r approximation of a {m}×{n} matrix")
     return fig
