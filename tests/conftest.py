@@ -1,6 +1,7 @@
 """Every test runs once per backend: NumPy and the device-emulating backend (which refuses
 host/device mixing as CuPy does). Choose with ``--backends numpy,emulated`` or
-``$LORA_NP_TEST_BACKENDS``. Tests marked ``host_only`` run once, on NumPy.
+``$LORA_NP_TEST_BACKENDS``. Tests marked ``host_only`` (host-side checks) or ``once`` (a long
+experiment whose backend independence the quick tests already show) run on the first backend only.
 """
 import os
 import warnings
@@ -21,7 +22,7 @@ def pytest_generate_tests(metafunc):
     if "backend_name" not in metafunc.fixturenames:
         return
     names = [b.strip() for b in metafunc.config.getoption("backends").split(",") if b.strip()]
-    if metafunc.definition.get_closest_marker("host_only"):
+    if metafunc.definition.get_closest_marker("host_only") or metafunc.definition.get_closest_marker("once"):
         names = names[:1]
     metafunc.parametrize("backend_name", names)
 
