@@ -62,32 +62,57 @@ def find_target_layers(model: Module, target_modules=None) -> list[str]:
     return [n for n in candidates if any(_matches(n, p) for p in patterns)]
 
 
-def inject_lora(model: Module, config: LoraConfig | None = None, **kwargs) -> Module:
+def build_lora_layers(model: Module, config: LoraConfig, bases: dict | None = None) -> dict:
+    """Create (but do not install) one LoRA layer per targeted layer: ``{path: layer}``.
+
+    ``bases`` maps paths to the original layers when the model currently shows other adapters there.
+    """
+    bases = bases or {}
+    names = find_target_layers(_BaseView(model, bases), config.target_modules)
+    if not names:
+        raise ValueError("target_modules selected no Linear layer: the model has none")
+    rng, layers = as_rng(config.seed), {}
+    for name in names:
+        base = bases.get(name) or model.get_submodule(name)
+        if isinstance(base, Embedding):
+            layers[name] = LoRAEmbedding(base, r=config.r, alpha=config.lora_alpha, use_rslora=config.use_rslora,
+                                         rng=rng.spawn(), name=name)
+        else:
+            layers[name] = LoRALinear(base, r=config.r, alpha=config.lora_alpha, init=config.init_lora_weights,
+                                      use_rslora=config.use_rslora, dropout=config.lora_dropout,
+                                      rng=rng.spawn(), name=name)
+    return layers
+
+
+class _BaseView:
+    """The model as if every adapted layer were its base layer (for matching target patterns)."""
+
+    def __init__(self, model, bases):
+        self.model, self.bases = model, bases
+
+    def named_modules(self):
+        for name, m in self.model.named_modules():
+            yield name, self.bases.get(name, m)
+
+
+def inject_lora(model: Module, config: LoraConfig | None = None, adapter_name: str = "default", **kwargs) -> Module:
     """Replace the targeted layers by LoRA layers, freeze everything else, return the model.
 
     ``inject_lora(model, r=4, target_modules=["fc1"])`` is shorthand for passing a LoraConfig.
-    The model is changed in place (its pretrained W0 arrays are shared, not copied).
+    The model is changed in place (its pretrained W0 arrays are shared, not copied). The adapter
+    is registered under ``adapter_name`` and is active; :mod:`lora_np.lora.manager` adds more.
     """
+    from .manager import _register_first_adapter
     if config is None:
         config = LoraConfig(**kwargs)
     elif kwargs:
         raise TypeError("pass either a LoraConfig or keyword arguments, not both")
     if any(isinstance(m, LoRALayer) for _, m in model.named_modules()):
-        raise ValueError("this model already has LoRA layers; inject into a fresh copy of the base model")
-    names = find_target_layers(model, config.target_modules)
-    if not names:
-        raise ValueError("target_modules selected no Linear layer: the model has none")
+        raise ValueError("this model already has LoRA layers; inject into a fresh copy of the base model, "
+                         "or add another adapter with lora_np.lora.add_adapter")
+    layers = build_lora_layers(model, config)
     model.freeze()
-    rng = as_rng(config.seed)
-    for name in names:
-        base = model.get_submodule(name)
-        if isinstance(base, Embedding):
-            layer = LoRAEmbedding(base, r=config.r, alpha=config.lora_alpha, use_rslora=config.use_rslora,
-                                  rng=rng.spawn(), name=name)
-        else:
-            layer = LoRALinear(base, r=config.r, alpha=config.lora_alpha, init=config.init_lora_weights,
-                               use_rslora=config.use_rslora, dropout=config.lora_dropout, rng=rng.spawn(), name=name)
-        model.set_submodule(name, layer)
+    _register_first_adapter(model, adapter_name, config, layers)
     model.lora_config = config
     return model
 
