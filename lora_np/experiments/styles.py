@@ -18,7 +18,7 @@ import copy
 
 from .. import backend
 from ..data.text import CharVocab, make_text_dataset
-from ..lora import LoraConfig, inject_lora, load_lora_state_dict, lora_state_dict, set_lora_strength
+from ..lora import LoraConfig, inject_lora, load_lora_state_dict, lora_state_dict, set_adapter_strength
 from ..models import TransformerConfig, TransformerLM, generate
 from ..optim import Adam
 from ..train import fit
@@ -67,10 +67,10 @@ def train_style_adapters(base, vocab: CharVocab, styles, r: int = 8, targets=STY
 def use_adapter(model, adapter: dict | None, strength: float = 1.0) -> None:
     """Load ``adapter`` into a LoRA model (``None``: switch every adapter off) at ``strength``."""
     if adapter is None:
-        set_lora_strength(model, 0.0)
+        set_adapter_strength(model, 0.0)
         return
     load_lora_state_dict(model, adapter)
-    set_lora_strength(model, strength)
+    set_adapter_strength(model, strength)
 
 
 def sample(model: TransformerLM, vocab: CharVocab, prompt: str, n_chars: int = 120, temperature: float = 0.8,

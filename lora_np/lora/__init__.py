@@ -1,6 +1,6 @@
 """LoRA at the model level: inject adapters, merge them, count what is trained."""
 from .inject import LoraConfig, build_lora_layers, find_target_layers, inject_lora, lora_layers, merge_lora, unmerge_lora
-from .adapters import load_lora_state_dict, lora_state_dict, set_lora_strength
+from .adapters import load_lora_state_dict, lora_state_dict
 from .manager import (active_adapter, adapter_config, adapter_layers, adapters_disabled, add_adapter,
                       add_weighted_adapter, delete_adapter, disable_adapters, enable_adapters, list_adapters,
                       merge_and_unload, set_adapter, set_adapter_strength)
@@ -8,6 +8,6 @@ from .report import TrainableReport, print_trainable_parameters, trainable_repor
 
 __all__ = ["LoraConfig", "inject_lora", "find_target_layers", "lora_layers", "merge_lora", "unmerge_lora",
            "trainable_report", "print_trainable_parameters", "TrainableReport", "lora_state_dict", "load_lora_state_dict",
-           "set_lora_strength", "add_adapter", "set_adapter", "active_adapter", "list_adapters", "adapter_config",
+           "add_adapter", "set_adapter", "active_adapter", "list_adapters", "adapter_config",
            "adapter_layers", "delete_adapter", "disable_adapters", "enable_adapters", "adapters_disabled",
            "set_adapter_strength", "add_weighted_adapter", "merge_and_unload"]

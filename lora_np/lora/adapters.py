@@ -1,15 +1,12 @@
-"""Adapters as values: take the LoRA tensors out of a model, put them back, turn their strength.
+"""Adapters as values: take the LoRA tensors out of a model and put them back.
 
 An adapter is small — only A and B of every LoRA layer — so one frozen base model can carry many:
 train one per task or style, keep each as a dict of host arrays, and load whichever you need.
 
 >>> style = lora_state_dict(model)                     # {"blocks.0.attn.q.lora_A": array, ...}
 >>> load_lora_state_dict(other_model, style)           # same base, same targets, same r
->>> set_lora_strength(other_model, 0.5)                # half of ΔW: s ← s · 0.5
 """
 from __future__ import annotations
-
-import numbers
 
 from .. import backend
 from ..nn import Module
@@ -36,19 +33,3 @@ def load_lora_state_dict(model: Module, state: dict) -> None:
             raise RuntimeError(f"{layer.name}: unmerge before loading another adapter")
     for name, p in params.items():
         p.data = backend.asarray(state[name], dtype=p.dtype)
-
-
-def set_lora_strength(model: Module, strength: float) -> None:
-    """Scale every adapter's contribution: ΔW ← strength · s · B A (0 = off, 1 = as trained)."""
-    if isinstance(strength, bool) or not isinstance(strength, numbers.Real):
-        raise ValueError(f"strength must be a number, got {strength!r}")
-    layers = [layer for _, layer in lora_layers(model)]
-    if not layers:
-        raise ValueError("the model has no LoRA layers; call inject_lora first")
-    for layer in layers:
-        if layer.merged:
-            raise RuntimeError(f"{layer.name}: unmerge before changing the strength")
-        layer.strength = float(strength)
-
-
-
