@@ -7,7 +7,7 @@ import pytest
 from lora_np import backend
 from lora_np.lora import (LoraConfig, active_adapter, adapter_layers, adapters_disabled, add_adapter,
                           add_weighted_adapter, delete_adapter, disable_adapters, enable_adapters, inject_lora,
-                          list_adapters, lora_layers, merge_and_unload, merge_lora, set_adapter,
+                          list_adapters, lora_layers, lora_state_dict, merge_and_unload, merge_lora, set_adapter,
                           set_adapter_strength, unmerge_lora)
 from lora_np.models import MLP
 from lora_np.nn import Linear, LoRALayer
@@ -160,3 +160,25 @@ def test_bad_names_and_arguments(two):
     with pytest.raises(ValueError, match="no adapters"):
         set_adapter(MLP(6, (8,), 3), "a")
     assert len(lora_layers(model)) == 1
+
+
+@pytest.mark.parametrize("variant, per_layer", [("lora", lambda i, o, r: r * (i + o)),
+                                                ("dora", lambda i, o, r: r * (i + o) + o),
+                                                ("vera", lambda i, o, r: r + o),
+                                                ("pissa", lambda i, o, r: r * (i + o))])
+def test_variants_through_the_config(rng, variant, per_layer):
+    base = MLP(6, (8, 8), 3, seed=1)
+    X = rng.standard_normal((4, 6))
+    model = inject_lora(copy.deepcopy(base), LoraConfig(r=2, target_modules=["fc1", "fc2"], variant=variant))
+    assert {layer.variant for _, layer in lora_layers(model)} == {variant}
+    assert model.num_parameters(trainable_only=True) == per_layer(6, 8, 2) + per_layer(8, 8, 2)
+    assert np.allclose(out(model, X), out(base, X), rtol=0, atol=1e-5)          # every variant starts at the base
+    state = lora_state_dict(model)
+    assert sum(v.size for v in state.values()) == model.num_parameters(trainable_only=True)
+
+
+def test_pissa_adapters_cannot_be_combined_directly(two):
+    base, model, X = two
+    add_adapter(model, "p", LoraConfig(r=2, target_modules=["fc1"], variant="pissa"))
+    with pytest.raises(ValueError, match="pissa_to_lora"):
+        add_weighted_adapter(model, ["a", "p"], [1.0, 1.0], "mix", combination="svd", rank=2)

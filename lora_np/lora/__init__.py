@@ -1,6 +1,7 @@
 """LoRA at the model level: inject adapters, merge them, count what is trained."""
 from .inject import LoraConfig, build_lora_layers, find_target_layers, inject_lora, lora_layers, merge_lora, unmerge_lora
 from .adapters import load_lora_state_dict, lora_state_dict
+from .loraplus import loraplus_param_groups
 from .manager import (active_adapter, adapter_config, adapter_layers, adapters_disabled, add_adapter,
                       add_weighted_adapter, delete_adapter, disable_adapters, enable_adapters, list_adapters,
                       merge_and_unload, set_adapter, set_adapter_strength)
@@ -10,4 +11,4 @@ __all__ = ["LoraConfig", "inject_lora", "find_target_layers", "lora_layers", "me
            "trainable_report", "print_trainable_parameters", "TrainableReport", "lora_state_dict", "load_lora_state_dict",
            "add_adapter", "set_adapter", "active_adapter", "list_adapters", "adapter_config",
            "adapter_layers", "delete_adapter", "disable_adapters", "enable_adapters", "adapters_disabled",
-           "set_adapter_strength", "add_weighted_adapter", "merge_and_unload"]
+           "set_adapter_strength", "add_weighted_adapter", "merge_and_unload", "loraplus_param_groups"]

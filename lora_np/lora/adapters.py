@@ -13,15 +13,19 @@ from ..nn import Module
 from .inject import lora_layers
 
 
+def _adapter_params(model: Module) -> dict:
+    """``{"fc1.lora_A": Parameter, ...}``: every adapter tensor of the LoRA layers shown in the model."""
+    return {f"{path}.{n}": p for path, layer in lora_layers(model) for n, p in layer.adapter_parameters().items()}
+
+
 def lora_state_dict(model: Module) -> dict:
-    """Host copies of every LoRA tensor, under the model's dotted names."""
-    return {name: backend.to_numpy(p.data).copy() for name, p in model.named_parameters()
-            if name.endswith((".lora_A", ".lora_B"))}
+    """Host copies of every adapter tensor (A, B, and a variant's own), under the model's dotted names."""
+    return {name: backend.to_numpy(p.data).copy() for name, p in _adapter_params(model).items()}
 
 
 def load_lora_state_dict(model: Module, state: dict) -> None:
     """Copy LoRA tensors into a model with the same LoRA layers (names and shapes must match)."""
-    params = {n: p for n, p in model.named_parameters() if n.endswith((".lora_A", ".lora_B"))}
+    params = _adapter_params(model)
     missing, extra = sorted(set(params) - set(state)), sorted(set(state) - set(params))
     if missing or extra:
         raise KeyError(f"adapter does not fit this model: missing {missing}, unexpected {extra}")

@@ -14,7 +14,8 @@ from __future__ import annotations
 import fnmatch
 from dataclasses import dataclass
 
-from ..nn import Embedding, Linear, LoRAEmbedding, LoRALayer, LoRALinear, Module
+from ..nn import Embedding, Linear, LoRAEmbedding, LoRALayer, Module
+from ..nn.variants import VeRAShared, make_lora_layer
 from ..nn.layers import as_rng
 
 
@@ -26,6 +27,9 @@ class LoraConfig:
     use_rslora).  target_modules: patterns naming the Linear layers to adapt (None: all).
     lora_dropout: dropout on the LoRA path only.  init_lora_weights: "kaiming" (loralib) or
     "gaussian" (std 1/r) for A; B always starts at zero.  seed: for A's initialisation.
+    variant: plain LoRA or one of its variants — DoRA (a learned magnitude per output row), VeRA
+    (frozen shared random A and B, trainable scaling vectors), PiSSA (A and B start at W0's
+    principal singular directions). Embeddings are adapted with plain LoRA whatever the variant.
     """
 
     r: int = 8
@@ -35,6 +39,8 @@ class LoraConfig:
     init_lora_weights: str = "kaiming"
     use_rslora: bool = False
     seed: int = 0
+    variant: str = "lora"              # "lora", "dora", "vera" or "pissa" (lora_np.nn.variants)
+    dora_exact_grad: bool = True       # DoRA: the exact gradient, or the paper's (norm held constant)
 
 
 def _matches(name: str, pattern: str) -> bool:
@@ -72,15 +78,21 @@ def build_lora_layers(model: Module, config: LoraConfig, bases: dict | None = No
     if not names:
         raise ValueError("target_modules selected no Linear layer: the model has none")
     rng, layers = as_rng(config.seed), {}
+    shared = None
+    if config.variant == "vera":                                # one frozen random pair for all layers
+        shared = VeRAShared.for_layers([bases.get(n) or model.get_submodule(n) for n in names
+                                        if isinstance(bases.get(n) or model.get_submodule(n), Linear)],
+                                       config.r, config.seed)
     for name in names:
         base = bases.get(name) or model.get_submodule(name)
         if isinstance(base, Embedding):
             layers[name] = LoRAEmbedding(base, r=config.r, alpha=config.lora_alpha, use_rslora=config.use_rslora,
                                          rng=rng.spawn(), name=name)
         else:
-            layers[name] = LoRALinear(base, r=config.r, alpha=config.lora_alpha, init=config.init_lora_weights,
-                                      use_rslora=config.use_rslora, dropout=config.lora_dropout,
-                                      rng=rng.spawn(), name=name)
+            layers[name] = make_lora_layer(base, config.variant, config.r, config.lora_alpha,
+                                           use_rslora=config.use_rslora, dropout=config.lora_dropout,
+                                           init=config.init_lora_weights, rng=rng.spawn(), name=name,
+                                           exact_grad=config.dora_exact_grad, vera_shared=shared)
     return layers
 
 

@@ -189,6 +189,10 @@ def add_weighted_adapter(model: Module, adapters, weights, adapter_name: str, co
         raise ValueError(f"combination must be 'linear' or 'svd', got {combination!r}")
     if combination == "svd" and (not isinstance(rank, int) or rank <= 0):
         raise ValueError(f"combination='svd' needs a positive integer rank, got {rank!r}")
+    for a in adapters:
+        if any(layer.variant == "pissa" for layer in reg.adapters[a].values()):
+            raise ValueError(f"adapter {a!r} is PiSSA: its ΔW is relative to a residual weight, not to W0; "
+                             "convert it with lora_np.nn.variants.pissa_to_lora before combining")
     paths = [p for p in reg.bases if any(p in reg.adapters[a] for a in adapters)]
     layers = {}
     for path in paths:

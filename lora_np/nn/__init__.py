@@ -7,3 +7,8 @@ from .module import Module, Parameter
 __all__ = ["Module", "Parameter", "Linear", "ReLU", "GELU", "Tanh", "Dropout", "Sequential",
            "SoftmaxCrossEntropy", "Embedding", "LayerNorm", "LoRALayer", "LoRALinear", "LoRAEmbedding", "LoRARankWarning", "break_even_rank", "lora_scaling",
            "as_rng", "check_features", "check_ids"]
+from .variants import (VARIANT_CLASSES, DoRALinear, PiSSALinear, VeRALinear, VeRAShared, make_lora_layer,
+                       pissa_decompose, pissa_to_lora, variant_trainable_count)
+
+__all__ += ["DoRALinear", "VeRALinear", "VeRAShared", "PiSSALinear", "pissa_decompose", "pissa_to_lora",
+            "make_lora_layer", "VARIANT_CLASSES", "variant_trainable_count"]

@@ -67,7 +67,14 @@ class LoRALayer(Module):
     ``strength`` multiplies the scale at inference and in training (1 = the adapter as trained,
     0 = switched off): the "LoRA weight" that image-generation tools expose.
     Subclasses set ``weight`` (the frozen W0), ``lora_A``, ``lora_B`` and define ``delta_weight``.
+    ``adapter_tensors`` names the trained tensors that make up the adapter (what is saved).
     """
+
+    adapter_tensors = ("lora_A", "lora_B")
+
+    def adapter_parameters(self) -> dict:
+        """``{name: Parameter}`` of the adapter's own tensors (not W0, not shared frozen ones)."""
+        return {n: getattr(self, n) for n in self.adapter_tensors}
 
     def _setup(self, r, alpha, d_in, d_out, use_rslora, name):
         check_lora_args(r, alpha, d_in, d_out, where=name)
@@ -124,6 +131,8 @@ class LoRALinear(LoRALayer):
     >>> layer.num_parameters(trainable_only=True)      # r · (d_in + d_out)
     384
     """
+
+    variant = "lora"
 
     def __init__(self, base: Linear, r: int = 4, alpha: float = 8.0, init: str = "kaiming",
                  use_rslora: bool = False, dropout: float = 0.0, rng=None, name: str = "LoRALinear"):
