@@ -154,3 +154,55 @@ def plot_lowrank_error_curve(ranks, errors, m: int, n: int, ax=None):
               fontsize=8)
     ax.set_title(f"Best rank-r approximation of a {m}×{n} matrix")
     return fig
+
+
+# --------------------------------------------------------------------------- Transformer experiments
+
+
+def plot_table5(results, ax=None, before: float | None = None):
+    """The LoRA paper's Table 5 in miniature: accuracy and grape recall per run, as grouped bars.
+
+    ``results``: FinetuneResults from :func:`lora_np.experiments.vit.table5` (labels such as
+    "Wq,Wv r=4", then "full"). Each group is labelled with its trainable parameters; a dashed line
+    marks 90% of full fine-tuning's accuracy, a dotted one ``before`` (the pretrained model).
+    """
+    fig, ax = _axes(ax, figsize=(8, 4.5))
+    x = _host_np.arange(len(results))
+    acc = [100 * res.accuracy for res in results]
+    rec = [100 * res.grape_recall for res in results]
+    bars = ax.bar(x - 0.2, acc, 0.4, color="C0", label="accuracy")
+    ax.bar(x + 0.2, rec, 0.4, color="C2", label="grape recall")
+    for bar, a in zip(bars, acc):
+        ax.text(bar.get_x() + bar.get_width() / 2, a + 1, f"{a:.1f}", ha="center", va="bottom", fontsize=8)
+    full = [res for res in results if res.r is None]
+    if full:
+        ax.axhline(90 * full[0].accuracy, color="C0", ls="--", lw=1, label="90% of full fine-tuning's accuracy")
+    if before is not None:
+        ax.axhline(100 * before, color="gray", ls=":", label="pretrained, before fine-tuning")
+    ax.set_xticks(x, [f"{res.label}\n{res.trainable:,} trained\n({res.percent:.1f}%)" for res in results],
+                  fontsize=8)
+    ax.set_ylim(0, 125)                                           # room for the legend above the bars
+    ax.set_yticks(range(0, 101, 20))
+    ax.set_xlabel("adapted projections and rank (equal budget for the LoRA runs)")
+    ax.set_ylabel("on the shifted test images (%)")
+    ax.set_title("Where to spend a fixed budget of trainable parameters")
+    ax.legend(loc="upper center", ncol=2, fontsize=8)
+    return fig
+
+
+def plot_style_strength(strengths, values, ax=None, label: str = "marker", title: str | None = None):
+    """A style marker against the adapter's strength: one faint line per seed, their mean in bold.
+
+    ``values``: a list of per-seed lists, each with one value per strength.
+    """
+    fig, ax = _axes(ax, figsize=(5, 3.5))
+    s = _host_np.asarray(strengths, dtype=float)
+    v = _host_np.asarray(values, dtype=float)                     # (seeds, strengths)
+    for row in v:
+        ax.plot(s, row, "o-", color="C0", alpha=0.3, lw=1, ms=3)
+    ax.plot(s, v.mean(axis=0), "o-", color="C0", lw=2.5, label=f"mean over {len(v)} samples")
+    ax.set_xlabel("adapter strength (0 = base model, 1 = as trained)")
+    ax.set_ylabel(label)
+    ax.set_title(title or f"{label} against strength")
+    ax.legend(fontsize=8)
+    return fig

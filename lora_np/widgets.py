@@ -2,9 +2,11 @@
 
 Each dashboard is a ``VBox`` (so a notebook cell displays it by naming it) with three extras:
 
-* ``.slider`` — the rank slider; setting ``.slider.value = k`` from code redraws exactly as a drag does;
+* ``.slider`` — the rank slider (the strength slider in :class:`StyleExplorer`, which adds a
+  ``.dropdown`` for the adapter); setting ``.slider.value = k`` from code redraws exactly as a drag does;
 * ``.output`` — the ``Output`` widget the figure and the printed numbers are drawn into;
-* ``.history`` — a kernel-side list with one dict per redraw (r, parameter counts, error or accuracy).
+* ``.history`` — a kernel-side list with one dict per redraw (r, parameter counts, error or accuracy;
+  adapter, strength, text and style markers).
 
 Tests and notebook checks assert on ``.history``, never on the output area: an ``Output``
 widget's contents reach the kernel only after the cell has finished.
@@ -22,8 +24,11 @@ import ipywidgets as widgets
 from IPython.display import Image, display
 
 from . import backend, viz
+from .data.text import guess_style, style_markers
 from .experiments import finetune, low_rank_approx, lowrank_param_count, relative_error
 from .experiments.finetune import DEFAULT_TARGETS
+from .experiments.styles import sample, use_adapter
+from .lora import lora_layers
 
 
 def _figure(figsize):
@@ -60,7 +65,7 @@ class Dashboard(widgets.VBox):
             self.output.clear_output(wait=True)
             record = self._draw(r)
         if record is None:
-            raise RuntimeError(f"{type(self).__name__}: redrawing at r={r!r} failed; "
+            raise RuntimeError(f"{type(self).__name__}: redrawing for {r!r} failed; "
                                "the traceback is shown in the dashboard's output area")
         self.history.append(record)
         return record
@@ -156,3 +161,84 @@ def lora_rank_explorer(base, task, ranks=(1, 2, 4, 8, 16), r: int = 4, epochs: i
     :func:`lora_np.experiments.finetune`.
     """
     return LoraRankExplorer(base, task, ranks=ranks, r=r, epochs=epochs, **finetune_kwargs)
+
+
+class StyleExplorer(Dashboard):
+    """Pick a style adapter and its strength; the frozen base model writes a fresh sample.
+
+    ``model`` is a LoRA model (:func:`lora_np.experiments.styles.lora_model_for`) whose adapter
+    slots this dashboard fills: every redraw loads the chosen adapter at the chosen strength
+    (``"none"`` switches every adapter off, whatever the slider says) and samples with a fixed
+    seed, so the text changes only because the adapter or its strength did.
+    ``.dropdown`` is the adapter, ``.slider`` the strength; each ``history`` record holds
+    ``adapter``, ``strength`` (the slider's value), ``text``, ``markers`` (:func:`style_markers`)
+    and ``guess`` (:func:`guess_style`).
+    """
+
+    NONE = "none"
+
+    def __init__(self, model, vocab, adapters: dict, prompt: str = "the ", n_chars: int = 120,
+                 adapter: str | None = None, strength: float = 1.0, temperature: float = 0.8,
+                 top_k: int | None = 10, seed: int = 0):
+        if not lora_layers(model):
+            raise ValueError("style_explorer: model has no LoRA layers to load an adapter into; "
+                             "pass lora_model_for(base)")
+        if not isinstance(adapters, dict) or not adapters:
+            raise ValueError(f"style_explorer: adapters must be a non-empty dict {{style: adapter}}, got {adapters!r}")
+        if self.NONE in adapters:
+            raise ValueError(f"style_explorer: {self.NONE!r} is reserved for 'no adapter'; rename that adapter")
+        if isinstance(n_chars, bool) or not isinstance(n_chars, int) or n_chars <= 0:
+            raise ValueError(f"style_explorer: n_chars must be a positive integer, got {n_chars!r}")
+        if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not 0.0 <= strength <= 1.0:
+            raise ValueError(f"style_explorer: strength must be a number in [0, 1], got {strength!r}")
+        names = (self.NONE,) + tuple(adapters)
+        adapter = names[1] if adapter is None else adapter
+        if adapter not in names:
+            raise ValueError(f"style_explorer: adapter={adapter!r} must be one of {names}")
+        if not isinstance(prompt, str) or not prompt:
+            raise ValueError(f"style_explorer: prompt must be a non-empty string, got {prompt!r}")
+        vocab.encode(prompt)                                   # a clear error now for a character it lacks
+        self.model, self.vocab, self.adapters, self.prompt, self.n_chars = model, vocab, adapters, prompt, n_chars
+        self.sample_kwargs = dict(temperature=temperature, top_k=top_k, seed=seed)
+        self.dropdown = widgets.Dropdown(options=names, value=adapter, description="adapter")
+        slider = widgets.FloatSlider(value=float(strength), min=0.0, max=1.0, step=0.05, description="strength",
+                                     continuous_update=False)
+        super().__init__(slider, "Style adapters on one frozen language model")
+        self.children = self.children[:-2] + (self.dropdown,) + self.children[-2:]
+        self.dropdown.observe(self._on_change, names="value")
+        self.redraw()
+
+    def _on_change(self, change) -> None:
+        self.redraw()
+
+    def redraw(self, state=None) -> dict:
+        """Regenerate for ``state = (adapter, strength)``, by default the widgets' current values."""
+        return super().redraw((self.dropdown.value, self.slider.value) if state is None else state)
+
+    def _draw(self, state) -> dict:
+        name, strength = state
+        use_adapter(self.model, None if name == self.NONE else self.adapters[name], strength)
+        text = sample(self.model, self.vocab, self.prompt, self.n_chars, **self.sample_kwargs)
+        markers = style_markers(text)
+        record = {"adapter": name, "strength": float(strength), "text": text, "markers": markers,
+                  "guess": guess_style(text)}
+        print(f"adapter {name!r}" + ("" if name == self.NONE else f" at strength {strength:.2f}")
+              + f"  (reads as: {record['guess']})\n")
+        print(text)
+        print("\n" + "   ".join(f"{k} {v:.2f}" for k, v in markers.items() if k in _SHOWN_MARKERS))
+        return record
+
+
+_SHOWN_MARKERS = ("upper_frac", "semicolons", "ats", "commas", "oh")
+
+
+def style_explorer(model, vocab, adapters: dict, prompt: str = "the ", n_chars: int = 120,
+                   adapter: str | None = None, strength: float = 1.0, **sample_kwargs) -> StyleExplorer:
+    """A dropdown of ``adapters`` (plus "none") and a strength slider (0..1) that regenerate a sample.
+
+    ``model``: a LoRA model from :func:`lora_np.experiments.styles.lora_model_for` (the dashboard
+    loads adapters into it); ``adapters``: ``{style: adapter}`` from ``train_style_adapters``.
+    ``temperature``, ``top_k`` and ``seed`` go to :func:`lora_np.experiments.styles.sample`.
+    """
+    return StyleExplorer(model, vocab, adapters, prompt=prompt, n_chars=n_chars, adapter=adapter,
+                         strength=strength, **sample_kwargs)

@@ -8,11 +8,13 @@ import math
 import pytest
 
 from lora_np import backend
-from lora_np.data import make_fruit_task
+from lora_np.data import CharVocab, make_fruit_task, style_markers
 from lora_np.experiments import (low_rank_approx, lowrank_error_curve, lowrank_param_count, pretrain,
                                  relative_error, singular_values, structured_matrix)
+from lora_np.experiments.styles import lora_model_for, pretrain_lm, sample, train_style_adapters
+from lora_np.models import TransformerConfig
 from lora_np.nn import break_even_rank
-from lora_np.widgets import lora_rank_explorer, lowrank_explorer
+from lora_np.widgets import lora_rank_explorer, lowrank_explorer, style_explorer
 
 # --------------------------------------------------------------------------- the maths
 
@@ -154,3 +156,64 @@ def test_lora_rank_explorer_rejects_r_outside_ranks():
     base, _ = pretrain(task, hidden=(8, 8), epochs=1)
     with pytest.raises(ValueError, match="r=3"):
         lora_rank_explorer(base, task, ranks=(1, 2), r=3)
+
+
+@pytest.fixture
+def tiny_styles():
+    """A tiny character LM and one rank-2 inventory adapter, a few training steps each (~1 s)."""
+    vocab = CharVocab()
+    cfg = TransformerConfig(vocab_size=vocab.size, d_model=16, n_heads=2, n_layers=1, context=16)
+    base, _ = pretrain_lm(vocab, n_lines=60, epochs=1, config=cfg)
+    adapters = train_style_adapters(base, vocab, ("inventory",), r=2, n_lines=40, epochs=1)
+    return vocab, base, adapters
+
+
+def test_style_explorer_records_each_regeneration(tiny_styles):
+    vocab, base, adapters = tiny_styles
+    before = _open_figures()
+    model = lora_model_for(base, r=2)
+    dash = style_explorer(model, vocab, adapters, prompt="the ", n_chars=30, seed=3)
+    assert dash.dropdown.options == ("none", "inventory") and dash.dropdown.value == "inventory"
+    assert dash.slider.min == 0.0 and dash.slider.max == 1.0 and dash.slider.value == 1.0
+    rec = dash.history[-1]
+    assert rec["adapter"] == "inventory" and rec["strength"] == 1.0
+    assert rec["text"].startswith("the ") and len(rec["text"]) == len("the ") + 30
+    assert rec["markers"] == style_markers(rec["text"])
+    assert rec["guess"] in ("plain", "inventory", "verse", "dialogue")
+
+    dash.slider.value = 0.0                                      # strength 0: the adapter is off
+    at_zero = dash.history[-1]
+    assert at_zero["adapter"] == "inventory" and at_zero["strength"] == 0.0
+    dash.dropdown.value = "none"                                 # no adapter: the same text, same seed
+    assert dash.history[-1]["adapter"] == "none" and dash.history[-1]["text"] == at_zero["text"]
+    assert at_zero["text"] == sample(base, vocab, "the ", 30, seed=3)       # ... and the base model's
+    dash.slider.value = 0.5                                      # "none" ignores the strength
+    assert dash.history[-1]["strength"] == 0.5 and dash.history[-1]["text"] == at_zero["text"]
+    dash.dropdown.value = "inventory"
+    dash.slider.value = 1.0                                      # back where it started: same seed, same text
+    assert dash.history[-1]["text"] == rec["text"]
+    assert [(h["adapter"], h["strength"]) for h in dash.history] == [
+        ("inventory", 1.0), ("inventory", 0.0), ("none", 0.0), ("none", 0.5), ("inventory", 0.5), ("inventory", 1.0)]
+    assert _open_figures() == before
+    assert not any(name.endswith(("lora_A", "lora_B")) for name, _ in base.named_parameters())
+
+
+def test_style_explorer_rejects_bad_arguments(tiny_styles):
+    vocab, base, adapters = tiny_styles
+    model = lora_model_for(base, r=2)
+    with pytest.raises(ValueError, match="no LoRA layers"):
+        style_explorer(base, vocab, adapters)
+    with pytest.raises(ValueError, match="adapter='verse'"):
+        style_explorer(model, vocab, adapters, adapter="verse")
+    with pytest.raises(ValueError, match="'none' is reserved"):
+        style_explorer(model, vocab, {"none": adapters["inventory"]})
+    with pytest.raises(ValueError, match="adapters must be a non-empty dict"):
+        style_explorer(model, vocab, {})
+    with pytest.raises(ValueError, match="strength must be a number in"):
+        style_explorer(model, vocab, adapters, strength=1.5)
+    with pytest.raises(ValueError, match="n_chars must be a positive integer"):
+        style_explorer(model, vocab, adapters, n_chars=0)
+    with pytest.raises(ValueError, match="prompt must be a non-empty string"):
+        style_explorer(model, vocab, adapters, prompt="")
+    with pytest.raises(ValueError, match="not in the vocabulary"):
+        style_explorer(model, vocab, adapters, prompt="the #")
