@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 
 from ..data import GRAPE, RAISIN, FruitTask
-from ..lora import LoraConfig, inject_lora, trainable_report
+from ..lora import LoraConfig, inject_lora, loraplus_param_groups, trainable_report
 from ..models import MLP
 from ..nn import Module
 from ..optim import Adam
@@ -61,31 +61,36 @@ class FinetuneResult:
 
 def finetune(base: Module, task: FruitTask, r: int | None = 4, alpha: float | None = None,
              target_modules=DEFAULT_TARGETS, epochs: int = 30, lr: float | None = None,
-             batch_size: int = 32, use_rslora: bool = False, seed: int = 0, callbacks=(),
+             batch_size: int = 32, use_rslora: bool = False, variant: str = "lora",
+             loraplus_ratio: float | None = None, seed: int = 0, callbacks=(),
              progress: bool = False) -> FinetuneResult:
     """Fine-tune a copy of ``base`` on the few labelled shifted fruit.
 
     ``r``: the LoRA rank, or ``None`` for full fine-tuning (every parameter trained).
     ``alpha`` defaults to 2r, so the scale s = alpha/r = 2 whatever the rank.
     ``lr`` defaults to 3e-3 for LoRA and 1e-3 for full fine-tuning (LoRA likes larger steps).
+    ``variant``: "lora", "dora", "vera" or "pissa"; ``loraplus_ratio``: train B at lr·ratio (LoRA+).
     """
     model = copy.deepcopy(base)
     if r is not None:
         config = LoraConfig(r=r, lora_alpha=2.0 * r if alpha is None else alpha,
                             target_modules=list(target_modules) if target_modules else None,
-                            use_rslora=use_rslora, seed=seed)
+                            use_rslora=use_rslora, variant=variant, seed=seed)
         inject_lora(model, config)
         lr = 3e-3 if lr is None else lr
     else:
         model.unfreeze()
         lr = 1e-3 if lr is None else lr
-    opt = Adam(model, lr=lr)
+    params = model if loraplus_ratio is None else loraplus_param_groups(model, lr, loraplus_ratio)
+    opt = Adam(params, lr=lr)
     start = time.perf_counter()
     hist = fit(model, opt, *task.shift_train, epochs=epochs, batch_size=batch_size,
                val=task.shift_test, seed=seed, callbacks=callbacks, progress=progress)
     seconds = time.perf_counter() - start
     rep, fruit = trainable_report(model), grape_report(model, task.shift_test)
-    return FinetuneResult("full" if r is None else f"r={r}", r, rep.trainable, rep.total, rep.percent,
+    tag = ("rs" if use_rslora else "") + variant + ("+" if loraplus_ratio else "")     # e.g. "rslora", "lora+"
+    label = "full" if r is None else f"r={r}" if tag == "lora" else f"{tag} r={r}"
+    return FinetuneResult(label, r, rep.trainable, rep.total, rep.percent,
                           opt.state_bytes(), fruit["accuracy"], fruit["grape_recall"], seconds, hist, model)
 
 
