@@ -12,3 +12,8 @@ __all__ = ["LoraConfig", "inject_lora", "find_target_layers", "lora_layers", "me
            "add_adapter", "set_adapter", "active_adapter", "list_adapters", "adapter_config",
            "adapter_layers", "delete_adapter", "disable_adapters", "enable_adapters", "adapters_disabled",
            "set_adapter_strength", "add_weighted_adapter", "merge_and_unload", "loraplus_param_groups"]
+from .io import base_model_fingerprint, load_adapter, save_adapter
+from .peft import export_peft, import_peft, read_safetensors, write_safetensors
+
+__all__ += ["save_adapter", "load_adapter", "base_model_fingerprint", "export_peft", "import_peft",
+            "read_safetensors", "write_safetensors"]

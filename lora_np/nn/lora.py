@@ -202,6 +202,8 @@ class LoRAEmbedding(LoRALayer):
     with B random, dA ≠ 0 from the first step. Trainable parameters: r · (V + d).
     """
 
+    variant = "lora"
+
     def __init__(self, base, r: int = 4, alpha: float = 8.0, use_rslora: bool = False, rng=None,
                  name: str = "LoRAEmbedding"):
         if not isinstance(base, Embedding):
