@@ -206,3 +206,97 @@ def plot_style_strength(strengths, values, ax=None, label: str = "marker", title
     ax.set_title(title or f"{label} against strength")
     ax.legend(fontsize=8)
     return fig
+
+
+# --------------------------------------------------------------------------- several adapters, variants
+
+
+def plot_blend(weights, acc_a, acc_b, ax=None, names=("harvest_a", "harvest_b"), current: float | None = None):
+    """Accuracy on two harvests against the blend weight w of w·ΔW_a + (1 − w)·ΔW_b.
+
+    ``current``: a weight to mark with a vertical line (the slider's position).
+    """
+    fig, ax = _axes(ax, figsize=(6, 4))
+    w = _host_np.asarray(weights, dtype=float)
+    order = _host_np.argsort(w)
+    for acc, name, color in ((acc_a, names[0], "C0"), (acc_b, names[1], "C1")):
+        ax.plot(w[order], 100 * _host_np.asarray(acc, dtype=float)[order], "o-", color=color, label=f"on {name}")
+    if current is not None:
+        ax.axvline(current, color="gray", ls=":", label=f"w = {current:.2f}")
+    ax.set_xlim(-0.03, 1.03)
+    ax.set_xlabel(f"blend weight w   (0: only {names[1]}, 1: only {names[0]})")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(f"w·ΔW({names[0]}) + (1 − w)·ΔW({names[1]})")
+    ax.legend(fontsize=8)
+    return fig
+
+
+def plot_blend_rank(ranks, acc_a, acc_b, ax=None, names=("harvest_a", "harvest_b"), linear=None):
+    """Accuracy on two harvests of an SVD-compressed blend against its rank.
+
+    ``linear``: the exact (linear) blend's two accuracies, drawn as dashed reference lines.
+    """
+    fig, ax = _axes(ax, figsize=(6, 4))
+    for i, (acc, name) in enumerate(((acc_a, names[0]), (acc_b, names[1]))):
+        ax.plot(ranks, [100 * a for a in acc], "o-", color=f"C{i}", label=f"on {name}")
+        if linear is not None:
+            ax.axhline(100 * linear[i], color=f"C{i}", ls="--", lw=1, label=f"linear blend, on {name}")
+    ax.set_xticks(list(ranks))
+    ax.set_xlabel("rank of the SVD-compressed blend")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title("Compressing a blend: accuracy against rank")
+    ax.legend(fontsize=8)
+    return fig
+
+
+def plot_variants(results, axes=None, before: float | None = None):
+    """LoRA variants side by side: trainable parameters (left) and accuracy (right), one bar each.
+
+    ``results``: FinetuneResults (e.g. :func:`lora_np.experiments.compare_variants`);
+    ``before``: the pretrained model's accuracy, drawn as a dotted line.
+    """
+    if axes is None:
+        import matplotlib.pyplot as plt
+        fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+    ax1, ax2 = axes
+    x = _host_np.arange(len(results))
+    labels = [res.label for res in results]
+    top = max(res.trainable for res in results)
+    bars = ax1.bar(x, [res.trainable for res in results], color="C3")
+    for bar, res in zip(bars, results):
+        ax1.text(bar.get_x() + bar.get_width() / 2, res.trainable + 0.01 * top,
+                 f"{res.trainable:,}\n({res.percent:.2f}%)", ha="center", va="bottom", fontsize=8)
+    ax1.set_ylim(0, 1.2 * top)
+    ax1.set_ylabel("trainable parameters")
+    ax1.set_title("What each variant trains (share of the model in brackets)")
+    acc = [100 * res.accuracy for res in results]
+    bars = ax2.bar(x, acc, color="C0", label="accuracy")
+    for bar, a in zip(bars, acc):
+        ax2.text(bar.get_x() + bar.get_width() / 2, a + 1, f"{a:.1f}", ha="center", va="bottom", fontsize=8)
+    if before is not None:
+        ax2.axhline(100 * before, color="gray", ls=":", label="pretrained, before fine-tuning")
+    ax2.set_ylim(0, 125)                                          # room for the legend above the bars
+    ax2.set_yticks(range(0, 101, 20))
+    ax2.set_ylabel("accuracy on the shifted test fruit (%)")
+    ax2.set_title("What each variant reaches")
+    ax2.legend(loc="upper center", ncol=2, fontsize=8)
+    for ax in (ax1, ax2):
+        ax.set_xticks(x, labels, rotation=30, ha="right", fontsize=8)
+        ax.set_xlabel("variant")
+    return ax1.figure
+
+
+def plot_harvest_accuracy(accuracies: dict, ax=None, title: str = "Accuracy on each harvest"):
+    """One bar per data set: ``accuracies = {harvest name: accuracy in [0, 1]}``."""
+    fig, ax = _axes(ax, figsize=(5, 3.5))
+    names = list(accuracies)
+    vals = [100 * accuracies[n] for n in names]
+    bars = ax.bar(range(len(names)), vals, color=[f"C{i}" for i in range(len(names))])
+    for bar, v in zip(bars, vals):
+        ax.text(bar.get_x() + bar.get_width() / 2, v + 1, f"{v:.1f}", ha="center", va="bottom", fontsize=9)
+    ax.set_xticks(range(len(names)), names)
+    ax.set_ylim(0, 110)
+    ax.set_xlabel("test data")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(title)
+    return fig

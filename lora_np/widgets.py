@@ -2,16 +2,18 @@
 
 Each dashboard is a ``VBox`` (so a notebook cell displays it by naming it) with three extras:
 
-* ``.slider`` — the rank slider (the strength slider in :class:`StyleExplorer`, which adds a
-  ``.dropdown`` for the adapter); setting ``.slider.value = k`` from code redraws exactly as a drag does;
+* ``.slider`` — the rank slider (the strength slider in :class:`StyleExplorer` and
+  :class:`AdapterExplorer`, which add a ``.dropdown`` for the adapter; the blend weight in
+  :class:`BlendExplorer`); setting ``.slider.value = k`` from code redraws exactly as a drag does;
 * ``.output`` — the ``Output`` widget the figure and the printed numbers are drawn into;
 * ``.history`` — a kernel-side list with one dict per redraw (r, parameter counts, error or accuracy;
-  adapter, strength, text and style markers).
+  adapter, strength, text and style markers; accuracy on each harvest, blend weight).
 
 Tests and notebook checks assert on ``.history``, never on the output area: an ``Output``
 widget's contents reach the kernel only after the cell has finished.
 
-The dashboards only call library functions (:mod:`lora_np.experiments`, :mod:`lora_np.viz`).
+The dashboards only call library functions (:mod:`lora_np.experiments`, :mod:`lora_np.lora`,
+:mod:`lora_np.viz`).
 Figures are built as ``matplotlib.figure.Figure`` objects outside pyplot and shown as PNG
 images, so none is registered with pyplot and none piles up or is shown twice by the inline
 backend; nothing here needs a display to import or to run.
@@ -26,9 +28,12 @@ from IPython.display import Image, display
 from . import backend, viz
 from .data.text import guess_style, style_markers
 from .experiments import finetune, low_rank_approx, lowrank_param_count, relative_error
+from .experiments.adapters import blend_accuracy
 from .experiments.finetune import DEFAULT_TARGETS
 from .experiments.styles import sample, use_adapter
-from .lora import lora_layers
+from .lora import (adapter_layers, disable_adapters, list_adapters, lora_layers, set_adapter,
+                   set_adapter_strength)
+from .train import evaluate
 
 
 def _figure(figsize):
@@ -242,3 +247,138 @@ def style_explorer(model, vocab, adapters: dict, prompt: str = "the ", n_chars: 
     """
     return StyleExplorer(model, vocab, adapters, prompt=prompt, n_chars=n_chars, adapter=adapter,
                          strength=strength, **sample_kwargs)
+
+
+class AdapterExplorer(Dashboard):
+    """Switch between the adapters of one model and set the active one's strength; each change
+    measures the test accuracy on every data set.
+
+    ``.dropdown`` picks the adapter (``"none"``: adapters disabled, the base model exactly) and
+    ``.slider`` its strength (:func:`lora_np.lora.set_adapter_strength`). The choice is left in
+    the model: the adapter stays active at that strength. Each ``history`` record holds
+    ``adapter``, ``strength`` (the slider's value) and ``accuracy`` (``{label: accuracy}``).
+    """
+
+    NONE = "none"
+
+    def __init__(self, model, datasets: dict, adapter: str | None = None, strength: float = 1.0):
+        adapters = list_adapters(model)                       # a clear error when the model has none
+        if self.NONE in adapters:
+            raise ValueError(f"adapter_explorer: {self.NONE!r} is reserved for 'adapters disabled'; rename that adapter")
+        if not isinstance(datasets, dict) or not datasets or not all(
+                isinstance(d, tuple) and len(d) == 2 and all(backend.is_array(a) for a in d) for d in datasets.values()):
+            raise ValueError("adapter_explorer: datasets must be a non-empty dict {label: (X, y)} of arrays "
+                             "(use lora_np.backend.asarray)")
+        if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not 0.0 <= strength <= 1.0:
+            raise ValueError(f"adapter_explorer: strength must be a number in [0, 1], got {strength!r}")
+        names = (self.NONE,) + tuple(adapters)
+        if adapter is None:
+            adapter = names[1] if adapters else self.NONE
+        if adapter not in names:
+            raise ValueError(f"adapter_explorer: adapter={adapter!r} must be one of {names}")
+        self.model, self.datasets = model, datasets
+        self.dropdown = widgets.Dropdown(options=names, value=adapter, description="adapter")
+        slider = widgets.FloatSlider(value=float(strength), min=0.0, max=1.0, step=0.05, description="strength",
+                                     continuous_update=False)
+        super().__init__(slider, "Several adapters on one frozen base model")
+        self.children = self.children[:-2] + (self.dropdown,) + self.children[-2:]
+        self.dropdown.observe(self._on_change, names="value")
+        self.redraw()
+
+    def _on_change(self, change) -> None:
+        self.redraw()
+
+    def redraw(self, state=None) -> dict:
+        """Switch and measure for ``state = (adapter, strength)``, by default the widgets' values."""
+        return super().redraw((self.dropdown.value, self.slider.value) if state is None else state)
+
+    def _draw(self, state) -> dict:
+        name, strength = state
+        if name == self.NONE:
+            disable_adapters(self.model)
+        else:
+            set_adapter(self.model, name)
+            set_adapter_strength(self.model, float(strength))
+        accuracy = {label: evaluate(self.model, *data)["accuracy"] for label, data in self.datasets.items()}
+        record = {"adapter": name, "strength": float(strength), "accuracy": accuracy}
+        fig = _figure((6, 3.5))
+        what = "adapters disabled (the base model)" if name == self.NONE else f"adapter {name!r} at strength {strength:.2f}"
+        viz.plot_harvest_accuracy(accuracy, ax=fig.subplots(), title=f"Accuracy with {what}")
+        _show(fig)
+        print(f"{what}: " + ", ".join(f"{k} {v:.1%}" for k, v in accuracy.items()))
+        return record
+
+
+def adapter_explorer(model, datasets: dict, adapter: str | None = None, strength: float = 1.0) -> AdapterExplorer:
+    """A dropdown of the model's adapters (plus "none") and a strength slider (0..1); each change
+    switches the model and measures the accuracy on every ``datasets = {label: (X, y)}``.
+    """
+    return AdapterExplorer(model, datasets, adapter=adapter, strength=strength)
+
+
+class BlendExplorer(Dashboard):
+    """Blend two adapters, w·ΔW_a + (1 − w)·ΔW_b, with w on a slider; measure both harvests.
+
+    Every redraw replaces the model's adapter ``name`` by the new blend
+    (:func:`lora_np.experiments.blend_accuracy` → ``delete_adapter`` + ``add_weighted_adapter``),
+    leaves it active, and measures the test accuracy on ``data_a`` and ``data_b`` (``(X, y)``
+    pairs). The plot shows every weight tried so far. ``combination="svd"`` with ``rank``
+    compresses each blend to that rank. Each ``history`` record holds ``w``, ``accuracy_a``,
+    ``accuracy_b``, ``adapter`` (the blend's name), ``combination`` and ``rank`` (the blend's
+    largest layer rank).
+    """
+
+    def __init__(self, model, adapter_a: str, adapter_b: str, data_a, data_b, w: float = 0.5,
+                 name: str = "blend", combination: str = "linear", rank: int | None = None):
+        adapters = list_adapters(model)                       # a clear error when the model has none
+        for arg, a in (("adapter_a", adapter_a), ("adapter_b", adapter_b)):
+            if a not in adapters or a == name:
+                raise ValueError(f"blend_explorer: {arg}={a!r} must be one of the model's adapters "
+                                 f"{[n for n in adapters if n != name]}")
+        if adapter_a == adapter_b:
+            raise ValueError(f"blend_explorer: adapter_a and adapter_b must differ, both are {adapter_a!r}")
+        for arg, data in (("data_a", data_a), ("data_b", data_b)):
+            if not (isinstance(data, tuple) and len(data) == 2 and all(backend.is_array(d) for d in data)):
+                raise ValueError(f"blend_explorer: {arg} must be a pair (X, y) of arrays (use lora_np.backend.asarray)")
+        if isinstance(w, bool) or not isinstance(w, (int, float)) or not 0.0 <= w <= 1.0:
+            raise ValueError(f"blend_explorer: w must be a number in [0, 1], got {w!r}")
+        if combination not in ("linear", "svd"):
+            raise ValueError(f"blend_explorer: combination must be 'linear' or 'svd', got {combination!r}")
+        if combination == "svd" and (isinstance(rank, bool) or not isinstance(rank, int) or rank <= 0):
+            raise ValueError(f"blend_explorer: combination='svd' needs a positive integer rank, got {rank!r}")
+        self.model, self.adapters, self.name = model, (adapter_a, adapter_b), name
+        self.datasets = {"accuracy_a": data_a, "accuracy_b": data_b}
+        self.combination, self.rank = combination, rank
+        self.points = {}                                      # w -> (accuracy_a, accuracy_b)
+        slider = widgets.FloatSlider(value=float(w), min=0.0, max=1.0, step=0.05, description="weight w",
+                                     continuous_update=False)
+        how = "" if combination == "linear" else f", compressed to rank {rank} by SVD"
+        super().__init__(slider, f"Blending adapters: w·ΔW({adapter_a}) + (1 − w)·ΔW({adapter_b}){how}")
+        self.redraw(w)
+
+    def _draw(self, w) -> dict:
+        a, b = self.adapters
+        acc = blend_accuracy(self.model, a, b, float(w), self.datasets, self.name, self.combination, self.rank)
+        rank = max(layer.r for layer in adapter_layers(self.model, self.name).values())
+        record = {"w": float(w), "accuracy_a": acc["accuracy_a"], "accuracy_b": acc["accuracy_b"],
+                  "adapter": self.name, "combination": self.combination, "rank": rank}
+        self.points[float(w)] = (acc["accuracy_a"], acc["accuracy_b"])
+        ws = sorted(self.points)
+        fig = _figure((7, 4))
+        viz.plot_blend(ws, [self.points[k][0] for k in ws], [self.points[k][1] for k in ws], ax=fig.subplots(),
+                       names=self.adapters, current=float(w))
+        _show(fig)
+        print(f"w = {w:.2f}: accuracy on {a}'s harvest {record['accuracy_a']:.1%}, "
+              f"on {b}'s harvest {record['accuracy_b']:.1%}  (adapter {self.name!r}, rank {rank} per layer)")
+        return record
+
+
+def blend_explorer(model, adapter_a: str, adapter_b: str, data_a, data_b, w: float = 0.5, name: str = "blend",
+                   combination: str = "linear", rank: int | None = None) -> BlendExplorer:
+    """A slider for w in [0, 1] that activates the blend w·ΔW_a + (1 − w)·ΔW_b of two adapters of
+    ``model`` and measures the accuracy on ``data_a`` and ``data_b`` (each ``(X, y)``).
+
+    The blend is the model's adapter ``name``, rebuilt at every move and left active.
+    """
+    return BlendExplorer(model, adapter_a, adapter_b, data_a, data_b, w=w, name=name, combination=combination,
+                         rank=rank)

@@ -15,7 +15,6 @@ Optional cross-checks (skipped when the packages are missing):
       /tmp/peftvenv/bin/pip install peft safetensors numpy pytest hypothesis
       PYTHONPATH=. /tmp/peftvenv/bin/python -m pytest -q tests/test_io.py
 """
-import copy
 import json
 import os
 import struct

@@ -217,3 +217,194 @@ def test_style_explorer_rejects_bad_arguments(tiny_styles):
         style_explorer(model, vocab, adapters, prompt="")
     with pytest.raises(ValueError, match="not in the vocabulary"):
         style_explorer(model, vocab, adapters, prompt="the #")
+
+
+# --------------------------------------------------------------------------- several adapters on one base
+
+import dataclasses  # noqa: E402
+
+from lora_np.experiments import (VARIANT_RUNS, VariantRun, accuracy_table, blend_accuracy,  # noqa: E402
+                                 compare_variants, dora_gradient_gap, finetune, finetune_variant, harvest_of,
+                                 inference_latency, make_harvest)
+from lora_np.lora import (LoraConfig, active_adapter, adapter_layers, add_adapter, inject_lora,  # noqa: E402
+                          list_adapters, set_adapter)
+from lora_np.nn.variants import variant_trainable_count  # noqa: E402
+from lora_np.optim import Adam  # noqa: E402
+from lora_np.train import evaluate, fit  # noqa: E402
+from lora_np.widgets import adapter_explorer, blend_explorer  # noqa: E402
+
+
+@pytest.fixture
+def two_harvests():
+    """A tiny pretrained MLP (20 → 16 → 16 → 10) carrying adapters "harvest_a" and "harvest_b" (r = 2,
+    s = 2), each trained for two epochs on its own harvest (~0.2 s)."""
+    import copy
+    task = make_fruit_task(n_pretrain=200, n_finetune=60, n_test=80)
+    base, _ = pretrain(task, hidden=(16, 16), epochs=2)
+    ha = harvest_of(task)
+    hb = make_harvest("harvest_b", shift_seed=99, shift_rank=3, n_finetune=60, n_test=80, seed=1)
+    model = copy.deepcopy(base)
+    for i, h in enumerate((ha, hb)):
+        config = LoraConfig(r=2, lora_alpha=4, target_modules=["fc1", "fc2"], seed=i)
+        if i == 0:
+            inject_lora(model, config, adapter_name=h.name)
+        else:
+            add_adapter(model, h.name, config)
+        set_adapter(model, h.name)
+        fit(model, Adam(model, lr=1e-2), *h.train, epochs=2, batch_size=16)
+    return task, base, model, ha, hb
+
+
+def test_make_harvest_defaults_are_the_tasks_shifted_splits(xp):
+    task = make_fruit_task(n_pretrain=20, n_finetune=30, n_test=40, seed=2)
+    h = make_harvest("h", n_finetune=30, n_test=40, seed=2)
+    for mine, theirs in ((h.train, task.shift_train), (h.test, task.shift_test)):
+        assert all(bool(xp.all(a == b)) for a, b in zip(mine, theirs))
+    other = make_harvest("other", shift_seed=99, n_finetune=30, n_test=40, seed=2)
+    assert bool(xp.all(other.train[1] == h.train[1])) and not bool(xp.all(other.train[0] == h.train[0]))
+    assert harvest_of(task).test is task.shift_test
+    with pytest.raises(ValueError, match="shift_seed must be an integer"):
+        make_harvest("h", shift_seed=1.5)
+    with pytest.raises(ValueError, match="name must be a non-empty string"):
+        make_harvest("")
+
+
+def test_accuracy_table_has_the_base_and_each_adapter_and_restores_the_active_one(two_harvests):
+    task, base, model, ha, hb = two_harvests
+    set_adapter(model, "harvest_b")
+    table = accuracy_table(model, ["harvest_a", "harvest_b"], [ha, hb])
+    assert list(table) == ["base", "harvest_a", "harvest_b"] and list(table["base"]) == ["harvest_a", "harvest_b"]
+    assert table["base"]["harvest_a"] == evaluate(base, *ha.test)["accuracy"]     # disabled: the base, exactly
+    assert active_adapter(model) == "harvest_b"
+    assert table["harvest_b"]["harvest_b"] == evaluate(model, *hb.test)["accuracy"]
+    with pytest.raises(ValueError, match="adapters must name adapters"):
+        accuracy_table(model, ["nope"], [ha])
+
+
+def test_adapter_explorer_records_each_switch(two_harvests):
+    task, base, model, ha, hb = two_harvests
+    before = _open_figures()
+    data = {"harvest_a": ha.test, "harvest_b": hb.test}
+    dash = adapter_explorer(model, data)
+    assert dash.dropdown.options == ("none", "harvest_a", "harvest_b") and dash.dropdown.value == "harvest_a"
+    at_one = dash.history[-1]
+    assert at_one["adapter"] == "harvest_a" and at_one["strength"] == 1.0 and list(at_one["accuracy"]) == list(data)
+    dash.dropdown.value = "none"                                 # disabled: the base model exactly
+    assert dash.history[-1]["accuracy"] == {k: evaluate(base, *d)["accuracy"] for k, d in data.items()}
+    dash.dropdown.value = "harvest_a"
+    dash.slider.value = 0.0                                      # strength 0: the base model exactly
+    assert dash.history[-1]["accuracy"] == dash.history[1]["accuracy"]
+    assert all(layer.strength == 0.0 for layer in adapter_layers(model, "harvest_a").values())
+    dash.slider.value = 1.0                                      # strength 1: the adapter as trained
+    assert dash.history[-1]["accuracy"] == at_one["accuracy"]
+    assert [(h["adapter"], h["strength"]) for h in dash.history] == [
+        ("harvest_a", 1.0), ("none", 1.0), ("harvest_a", 1.0), ("harvest_a", 0.0), ("harvest_a", 1.0)]
+    assert _open_figures() == before
+
+
+def test_adapter_explorer_rejects_bad_arguments(two_harvests):
+    task, base, model, ha, hb = two_harvests
+    with pytest.raises(ValueError, match="no adapters"):
+        adapter_explorer(base, {"a": ha.test})
+    with pytest.raises(ValueError, match="datasets must be a non-empty dict"):
+        adapter_explorer(model, {"a": [1, 2]})
+    with pytest.raises(ValueError, match="adapter='nope'"):
+        adapter_explorer(model, {"a": ha.test}, adapter="nope")
+    with pytest.raises(ValueError, match="strength must be a number in"):
+        adapter_explorer(model, {"a": ha.test}, strength=2.0)
+
+
+def _max_abs(xp, a, b):
+    return backend.to_float(xp.abs(a - b).max())
+
+
+def test_blend_explorer_records_each_blend_and_keeps_one_blend_adapter(two_harvests, xp):
+    task, base, model, ha, hb = two_harvests
+    before = _open_figures()
+    dash = blend_explorer(model, "harvest_a", "harvest_b", ha.test, hb.test, w=0.5)
+    rec = dash.history[-1]
+    assert rec["w"] == 0.5 and rec["adapter"] == "blend" and rec["combination"] == "linear" and rec["rank"] == 4
+    assert active_adapter(model) == "blend" and list_adapters(model) == ["harvest_a", "harvest_b", "blend"]
+    fa = adapter_layers(model, "harvest_a")["fc1"].delta_weight()
+    fb = adapter_layers(model, "harvest_b")["fc1"].delta_weight()
+    half = adapter_layers(model, "blend")["fc1"].delta_weight()
+    assert _max_abs(xp, half, 0.5 * fa + 0.5 * fb) < 1e-5 * backend.to_float(xp.abs(fa).max())
+    for w, name in ((1.0, "harvest_a"), (0.0, "harvest_b")):   # the ends are the adapters themselves
+        dash.slider.value = w
+        set_adapter(model, name)
+        alone = (evaluate(model, *ha.test)["accuracy"], evaluate(model, *hb.test)["accuracy"])
+        assert (dash.history[-1]["accuracy_a"], dash.history[-1]["accuracy_b"]) == alone
+    assert [h["w"] for h in dash.history] == [0.5, 1.0, 0.0]
+    assert sorted(dash.points) == [0.0, 0.5, 1.0]
+    assert list_adapters(model) == ["harvest_a", "harvest_b", "blend"]          # replaced, never piled up
+    assert _open_figures() == before
+
+
+def test_blend_explorer_svd_at_full_rank_is_the_linear_blend(two_harvests, xp):
+    task, base, model, ha, hb = two_harvests
+    dash = blend_explorer(model, "harvest_a", "harvest_b", ha.test, hb.test, w=0.3, combination="svd", rank=4)
+    svd = {p: layer.delta_weight() for p, layer in adapter_layers(model, "blend").items()}
+    blend_accuracy(model, "harvest_a", "harvest_b", 0.3, {}, name="lin")
+    for path, layer in adapter_layers(model, "lin").items():
+        assert _max_abs(xp, svd[path], layer.delta_weight()) < 1e-5 * backend.to_float(xp.abs(layer.delta_weight()).max())
+    dash2 = blend_explorer(model, "harvest_a", "harvest_b", ha.test, hb.test, w=0.3, name="small",
+                           combination="svd", rank=1)
+    assert dash2.history[-1]["rank"] == 1 and dash.history[-1]["rank"] == 4
+
+
+def test_blend_explorer_rejects_bad_arguments(two_harvests):
+    task, base, model, ha, hb = two_harvests
+    with pytest.raises(ValueError, match="adapter_b='nope'"):
+        blend_explorer(model, "harvest_a", "nope", ha.test, hb.test)
+    with pytest.raises(ValueError, match="must differ"):
+        blend_explorer(model, "harvest_a", "harvest_a", ha.test, hb.test)
+    with pytest.raises(ValueError, match="adapter_a='blend'"):
+        blend_explorer(model, "blend", "harvest_b", ha.test, hb.test)
+    with pytest.raises(ValueError, match="w must be a number in"):
+        blend_explorer(model, "harvest_a", "harvest_b", ha.test, hb.test, w=1.5)
+    with pytest.raises(ValueError, match="needs a positive integer rank"):
+        blend_explorer(model, "harvest_a", "harvest_b", ha.test, hb.test, combination="svd")
+    with pytest.raises(ValueError, match="data_a must be a pair"):
+        blend_explorer(model, "harvest_a", "harvest_b", ha.test[0], hb.test)
+
+
+def test_inference_latency_is_a_positive_median_and_checks_its_arguments(two_harvests):
+    task, base, model, ha, hb = two_harvests
+    t = inference_latency(model, ha.test[0][:1], repeats=5, warmup=1)
+    assert isinstance(t, float) and t > 0
+    assert all(m._cache is None for _, m in model.named_modules() if hasattr(m, "_cache"))
+    with pytest.raises(ValueError, match="repeats must be a positive integer"):
+        inference_latency(model, ha.test[0][:1], repeats=0)
+    with pytest.raises(TypeError, match="x must be an array"):
+        inference_latency(model, [[0.0] * 20])
+
+
+def test_finetune_variant_matches_finetune_and_counts_every_variant():
+    task = make_fruit_task(n_pretrain=100, n_finetune=40, n_test=40)
+    base, _ = pretrain(task, hidden=(16, 16), epochs=1)
+    plain = finetune(base, task, r=2, epochs=1)
+    mine = finetune_variant(base, task, VariantRun("LoRA", r=2), epochs=1)
+    assert mine.history.step_loss == plain.history.step_loss and mine.accuracy == plain.accuracy
+    small = [dataclasses.replace(run, r=4 if run.variant == "vera" else 2) for run in VARIANT_RUNS]
+    runs = compare_variants(base, task, small, epochs=1)
+    assert [res.label for res in runs] == [run.label for run in VARIANT_RUNS]
+    for res, run in zip(runs, small):
+        expected = sum(variant_trainable_count(run.variant, d_in, 16, res.r) for d_in in (20, 16))
+        assert res.trainable == expected, res.label
+    with pytest.raises(TypeError, match="run must be a VariantRun"):
+        finetune_variant(base, task, {"variant": "lora"})
+
+
+def test_dora_gradient_gap_differs_for_A_and_B_only():
+    task = make_fruit_task(n_pretrain=100, n_finetune=40, n_test=40)
+    base, _ = pretrain(task, hidden=(16, 16), epochs=1)
+    res = finetune_variant(base, task, VariantRun("DoRA", "dora", r=2), epochs=2)
+    X, y = task.shift_train
+    gap = dora_gradient_gap(res.model, X, y, "fc1")
+    assert set(gap) == {"lora_A", "lora_B", "lora_magnitude"}
+    assert gap["lora_magnitude"]["rel_diff"] == 0.0                   # dm does not pass through ‖V‖
+    assert gap["lora_A"]["rel_diff"] > 0 and gap["lora_B"]["rel_diff"] > 0
+    assert all(-1.0 - 1e-6 <= g["cosine"] <= 1.0 + 1e-6 for g in gap.values())
+    assert res.model.fc1.exact_grad is True and all(p.grad is None for p in res.model.parameters())
+    with pytest.raises(TypeError, match="must be a DoRA layer"):
+        dora_gradient_gap(res.model, X, y, "head")

@@ -62,20 +62,21 @@ class FinetuneResult:
 def finetune(base: Module, task: FruitTask, r: int | None = 4, alpha: float | None = None,
              target_modules=DEFAULT_TARGETS, epochs: int = 30, lr: float | None = None,
              batch_size: int = 32, use_rslora: bool = False, variant: str = "lora",
-             loraplus_ratio: float | None = None, seed: int = 0, callbacks=(),
+             loraplus_ratio: float | None = None, dora_exact_grad: bool = True, seed: int = 0, callbacks=(),
              progress: bool = False) -> FinetuneResult:
     """Fine-tune a copy of ``base`` on the few labelled shifted fruit.
 
     ``r``: the LoRA rank, or ``None`` for full fine-tuning (every parameter trained).
     ``alpha`` defaults to 2r, so the scale s = alpha/r = 2 whatever the rank.
     ``lr`` defaults to 3e-3 for LoRA and 1e-3 for full fine-tuning (LoRA likes larger steps).
-    ``variant``: "lora", "dora", "vera" or "pissa"; ``loraplus_ratio``: train B at lr·ratio (LoRA+).
+    ``variant``: "lora", "dora", "vera" or "pissa"; ``loraplus_ratio``: train B at lr·ratio (LoRA+);
+    ``dora_exact_grad=False``: DoRA with the paper's gradient (its norm held constant).
     """
     model = copy.deepcopy(base)
     if r is not None:
         config = LoraConfig(r=r, lora_alpha=2.0 * r if alpha is None else alpha,
                             target_modules=list(target_modules) if target_modules else None,
-                            use_rslora=use_rslora, variant=variant, seed=seed)
+                            use_rslora=use_rslora, variant=variant, dora_exact_grad=dora_exact_grad, seed=seed)
         inject_lora(model, config)
         lr = 3e-3 if lr is None else lr
     else:
@@ -105,10 +106,11 @@ def rank_sweep(base: Module, task: FruitTask, ranks=(1, 2, 4, 8, 16), include_fu
 
 def format_table(results) -> str:
     """The demo's table: one row per run."""
-    head = f"{'run':>6} {'trainable':>10} {'% model':>8} {'optim. state':>13} {'grape recall':>13} {'accuracy':>9} {'time':>7}"
+    w = max([len(res.label) for res in results] + [6])
+    head = f"{'run':>{w}} {'trainable':>10} {'% model':>8} {'optim. state':>13} {'grape recall':>13} {'accuracy':>9} {'time':>7}"
     rows = [head, "-" * len(head)]
     for res in results:
-        rows.append(f"{res.label:>6} {res.trainable:>10,} {res.percent:>7.2f}% {_bytes(res.optimizer_bytes):>13} "
+        rows.append(f"{res.label:>{w}} {res.trainable:>10,} {res.percent:>7.2f}% {_bytes(res.optimizer_bytes):>13} "
                     f"{res.grape_recall:>13.1%} {res.accuracy:>9.1%} {res.seconds:>6.2f}s")
     return "\n".join(rows)
 

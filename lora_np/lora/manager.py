@@ -19,7 +19,7 @@ import contextlib
 from dataclasses import dataclass, field
 
 from .. import backend
-from ..nn import Embedding, Linear, LoRAEmbedding, LoRALayer, LoRALinear, Module
+from ..nn import Embedding, LoRAEmbedding, LoRALayer, LoRALinear, Module
 from .inject import LoraConfig, build_lora_layers
 
 
