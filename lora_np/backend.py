@@ -20,6 +20,10 @@ array([[1., 2.]], dtype=float32)
 
 Random numbers are drawn on the host with NumPy's ``Generator`` and then moved to the device
 (:class:`Rng`), so the same seed gives the same weights on every backend.
+
+One switch: ``set_backend("cupy")`` (or ``LORA_NP_BACKEND=cupy`` in the environment) before
+building models and data. Things built earlier move with :func:`to_device` (``model.to("cupy")``,
+``task.to("cupy")``); build optimizers after moving.
 """
 from __future__ import annotations
 
@@ -32,7 +36,8 @@ from numpy.lib.mixins import NDArrayOperatorsMixin
 
 BACKENDS = ("numpy", "emulated", "cupy")
 ENV_VAR = "LORA_NP_BACKEND"
-CUPY_INSTALL_HINT = "pip install 'cupy-cuda12x'  (or cupy-cuda13x for CUDA 13)"
+CUPY_INSTALL_HINT = ("pip install 'lora_np[gpu]' (CuPy for CUDA 12: cupy-cuda12x) "
+                     "or 'lora_np[gpu-cuda13]' (CUDA 13: cupy-cuda13x)")
 
 # --------------------------------------------------------------------------- emulated device
 
@@ -190,22 +195,27 @@ EMULATED_XP = _EmulatedNamespace()
 # --------------------------------------------------------------------------- selection
 
 _state = {"name": None, "xp": None, "dtype": np.dtype(np.float32)}
+_cupy = []                                            # the CuPy module, once a GPU has answered
 
 
 def _load_cupy():
     """Import CuPy and prove a GPU answers, or raise a RuntimeError that says what to do."""
+    if _cupy:
+        return _cupy[0]                               # probed once; get_array_module calls this often
     try:
         import cupy  # noqa: PLC0415  (optional dependency)
     except ImportError as err:
         raise RuntimeError(f"backend 'cupy' needs CuPy, which is not installed: {CUPY_INSTALL_HINT}") from err
     try:
         if not cupy.is_available():
-            raise RuntimeError("no usable GPU")
+            raise RuntimeError("cupy.is_available() is False")
         int((cupy.arange(3) + 1).sum())              # one tiny computation on the device
     except Exception as err:                          # CUDARuntimeError is a RuntimeError
         raise RuntimeError(
-            f"backend 'cupy': CuPy is installed but no usable CUDA GPU was found ({err}). "
-            "Use set_backend('numpy') on this machine.") from err
+            f"backend 'cupy': CuPy is installed but no usable CUDA GPU was found ({err}). Check that "
+            f"nvidia-smi sees a GPU and that CuPy matches its CUDA major version: {CUPY_INSTALL_HINT}. "
+            "On a machine without a GPU use set_backend('numpy').") from err
+    _cupy.append(cupy)
     return cupy
 
 
@@ -298,6 +308,75 @@ def to_numpy(x):
 def to_float(x) -> float:
     """A 0-d array of any backend -> a Python float (one device synchronisation)."""
     return float(x)
+
+
+# --------------------------------------------------------------------------- moving things between backends
+
+def to_device(obj, name: str | None = None):
+    """Move every array reachable from ``obj`` to backend ``name`` (default: the current one).
+
+    ``obj``: an array; a Module (``model.to(name)`` calls this); a FruitTask or ImageTask (their
+    ``(X, y)`` tuples); or lists, tuples and dicts of these. The walk is generic: it goes into
+    lists, tuples, dicts and the attributes (``__dict__`` and ``__slots__``) of lora_np's own
+    objects and of subclasses of them, so it finds every Parameter and its gradient, a LoRA
+    model's ``_lora`` registry (the base layers and every adapter kept aside), cached arrays
+    such as a merged layer's ``_W0`` backup, VeRA's ``_shared`` matrices and PiSSA's ``_A0, _B0``.
+    Each object is visited once, so a Parameter shared by a base layer and its adapters stays
+    shared. Mutable objects are changed in place and returned; arrays and tuples come back as new
+    objects (``X = to_device(X, "cupy")``). dtypes are kept; an array already there is not copied.
+
+    Switch first, then move, then create the optimizer (its state is built from the parameters):
+
+    >>> set_backend("cupy"); model.to("cupy"); task = to_device(task); opt = Adam(model, lr=1e-3)
+    """
+    name = get_backend() if name is None else name
+    if name not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {name!r}")
+    xp = {"numpy": np, "emulated": EMULATED_XP}.get(name) or _load_cupy()
+    return _move(obj, name, xp, {})
+
+
+def _owner(a) -> str:
+    return "emulated" if isinstance(a, DeviceArray) else "cupy" if type(a).__module__.startswith("cupy") else "numpy"
+
+
+def _ours(obj) -> bool:
+    """An instance of a lora_np class (or of a user's subclass of one): walk its attributes."""
+    return not isinstance(obj, type) and any(c.__module__.split(".")[0] == "lora_np" for c in type(obj).__mro__)
+
+
+def _as_tuple(slots):
+    return (slots,) if isinstance(slots, str) else tuple(slots)
+
+
+def _move(obj, name, xp, memo):
+    if id(obj) in memo:
+        return memo[id(obj)][1]
+    if is_array(obj):
+        new = obj if _owner(obj) == name else to_numpy(obj) if name == "numpy" else xp.asarray(to_numpy(obj))
+    elif isinstance(obj, tuple):
+        items = [_move(o, name, xp, memo) for o in obj]
+        changed = any(a is not b for a, b in zip(items, obj))
+        new = obj if not changed else type(obj)(*items) if hasattr(obj, "_fields") else type(obj)(items)
+    else:
+        memo[id(obj)] = (obj, obj)                    # before recursing: cycles end here
+        if isinstance(obj, list):
+            obj[:] = [_move(o, name, xp, memo) for o in obj]
+        elif isinstance(obj, dict):
+            for k, v in list(obj.items()):
+                obj[k] = _move(v, name, xp, memo)
+        elif _ours(obj):
+            slots = {s for c in type(obj).__mro__ for s in _as_tuple(getattr(c, "__slots__", ()))}
+            attrs = list(getattr(obj, "__dict__", {})) + sorted(s for s in slots if not s.startswith("__")
+                                                                 and hasattr(obj, s))
+            for attr in attrs:
+                old = getattr(obj, attr)
+                moved = _move(old, name, xp, memo)
+                if moved is not old:
+                    object.__setattr__(obj, attr, moved)   # works on frozen dataclasses too
+        return obj
+    memo[id(obj)] = (obj, new)                        # keep obj alive so its id is not reused
+    return new
 
 
 class Rng:

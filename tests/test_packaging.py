@@ -19,7 +19,7 @@ def _pyproject_lists():
         m = re.search(rf"^{key}\s*=\s*\[(.*?)\]", text, re.S | re.M)
         assert m, f"pyproject.toml has no {key} list"
         return {_name(s) for s in re.findall(r'"([^"]+)"', m.group(1))}
-    return block("dependencies"), block("test"), block("gpu")
+    return block("dependencies"), block("test"), block("gpu") | block("gpu-cuda13")
 
 
 def _conda(commented: bool):
@@ -39,8 +39,10 @@ def test_environment_yml_names_the_same_packages_as_pyproject():
 
 def test_gpu_extra_is_offered_on_both_routes():
     _, _, gpu = _pyproject_lists()
-    assert any(g.startswith("cupy") for g in gpu)
+    assert gpu == {"cupy-cuda12x", "cupy-cuda13x"}          # the extras gpu (CUDA 12) and gpu-cuda13
     assert "cupy" in _conda(commented=True)
+    readme = (ROOT / "README.md").read_text()
+    assert all(name in readme for name in ("cupy-cuda12x", "cupy-cuda13x", "[gpu]", "[gpu-cuda13]"))
 
 
 def test_ci_runs_the_readme_commands():

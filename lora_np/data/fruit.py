@@ -108,6 +108,10 @@ class FruitTask:
     def n_classes(self) -> int:
         return len(self.classes)
 
+    def to(self, backend_name: str | None = None) -> "FruitTask":
+        """Move every split's ``(X, y)`` to ``backend_name`` (default: the current backend); returns self."""
+        return backend.to_device(self, backend_name)
+
 
 def make_fruit_task(shift_rank: int = 2, n_pretrain: int = 4000, n_finetune: int = 500,
                     n_test: int = 2000, seed: int = 0, dtype=None) -> FruitTask:

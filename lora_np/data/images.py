@@ -37,7 +37,7 @@ from dataclasses import dataclass
 import numpy as _host_np   # images are drawn on the host, then moved to the device
 
 from .. import backend
-from .fruit import FRUITS, GRAPE, RAISIN
+from .fruit import FRUITS
 
 SPLITS = ("source", "shifted")
 # (colour A, colour B, gloss): each image mixes A and B with a random weight; apples and grapes
@@ -294,6 +294,10 @@ class ImageTask:
     @property
     def n_classes(self) -> int:
         return len(self.classes)
+
+    def to(self, backend_name: str | None = None) -> "ImageTask":
+        """Move every split's ``(X, y)`` to ``backend_name`` (default: the current backend); returns self."""
+        return backend.to_device(self, backend_name)
 
 
 def make_image_task(n_pretrain: int = 3000, n_finetune: int = 500, n_test: int = 1000, size: int = 16,

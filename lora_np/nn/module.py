@@ -154,6 +154,15 @@ class Module:
                 raise ValueError(f"{name}: expected shape {tuple(p.shape)}, got {tuple(value.shape)}")
             p.data = backend.asarray(value, dtype=p.dtype)
 
+    def to(self, backend_name: str | None = None) -> "Module":
+        """Move this module to ``backend_name`` ("numpy", "emulated", "cupy"; default: the current
+        backend) in place and return it: every Parameter and gradient, and every array the module
+        keeps aside (a LoRA model's inactive adapters and base layers, merge backups, VeRA's shared
+        matrices). See :func:`lora_np.backend.to_device`. Create the optimizer after moving.
+        """
+        backend.to_device(self, backend_name)
+        return self
+
     def num_parameters(self, trainable_only: bool = False) -> int:
         return sum(p.size for p in self.parameters() if p.trainable or not trainable_only)
 
