@@ -22,7 +22,7 @@ demo: $(STAMP)
 	$(BIN)/python -m lora_np demo
 
 test: $(STAMP)
-	MPLBACKEND=Agg $(BIN)/python -m pytest --nbmake tests notebooks
+	MPLBACKEND=Agg $(BIN)/python -m pytest --nbmake --nbmake-timeout=600 tests notebooks
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks
