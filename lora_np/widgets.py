@@ -79,6 +79,38 @@ class Dashboard(widgets.VBox):
         raise NotImplementedError
 
 
+class AdapterStrengthDashboard(Dashboard):
+    """A dropdown of adapters ("none" first) and a strength slider in [0, 1]; a redraw takes
+    ``state = (adapter, strength)``. Subclasses validate their own arguments, then call
+    :meth:`_build` and implement ``_draw(state)``.
+    """
+
+    NONE = "none"
+
+    def _build(self, where: str, names, adapter, strength: float, description: str) -> None:
+        if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not 0.0 <= strength <= 1.0:
+            raise ValueError(f"{where}: strength must be a number in [0, 1], got {strength!r}")
+        names = (self.NONE,) + tuple(names)
+        if adapter is None:
+            adapter = names[1] if len(names) > 1 else self.NONE
+        if adapter not in names:
+            raise ValueError(f"{where}: adapter={adapter!r} must be one of {names}")
+        self.dropdown = widgets.Dropdown(options=names, value=adapter, description="adapter")
+        slider = widgets.FloatSlider(value=float(strength), min=0.0, max=1.0, step=0.05, description="strength",
+                                     continuous_update=False)
+        super().__init__(slider, description)
+        self.children = self.children[:-2] + (self.dropdown,) + self.children[-2:]
+        self.dropdown.observe(self._on_change, names="value")
+        self.redraw()
+
+    def _on_change(self, change) -> None:
+        self.redraw()
+
+    def redraw(self, state=None) -> dict:
+        """Redraw for ``state = (adapter, strength)``, by default the widgets' current values."""
+        return super().redraw((self.dropdown.value, self.slider.value) if state is None else state)
+
+
 class LowRankExplorer(Dashboard):
     """The matrix ``M``, its best rank-r approximation B·A and the error, for r on a slider."""
 
@@ -168,7 +200,7 @@ def lora_rank_explorer(base, task, ranks=(1, 2, 4, 8, 16), r: int = 4, epochs: i
     return LoraRankExplorer(base, task, ranks=ranks, r=r, epochs=epochs, **finetune_kwargs)
 
 
-class StyleExplorer(Dashboard):
+class StyleExplorer(AdapterStrengthDashboard):
     """Pick a style adapter and its strength; the frozen base model writes a fresh sample.
 
     ``model`` is a LoRA model (:func:`lora_np.experiments.styles.lora_model_for`) whose adapter
@@ -179,8 +211,6 @@ class StyleExplorer(Dashboard):
     ``adapter``, ``strength`` (the slider's value), ``text``, ``markers`` (:func:`style_markers`)
     and ``guess`` (:func:`guess_style`).
     """
-
-    NONE = "none"
 
     def __init__(self, model, vocab, adapters: dict, prompt: str = "the ", n_chars: int = 120,
                  adapter: str | None = None, strength: float = 1.0, temperature: float = 0.8,
@@ -194,31 +224,12 @@ class StyleExplorer(Dashboard):
             raise ValueError(f"style_explorer: {self.NONE!r} is reserved for 'no adapter'; rename that adapter")
         if isinstance(n_chars, bool) or not isinstance(n_chars, int) or n_chars <= 0:
             raise ValueError(f"style_explorer: n_chars must be a positive integer, got {n_chars!r}")
-        if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not 0.0 <= strength <= 1.0:
-            raise ValueError(f"style_explorer: strength must be a number in [0, 1], got {strength!r}")
-        names = (self.NONE,) + tuple(adapters)
-        adapter = names[1] if adapter is None else adapter
-        if adapter not in names:
-            raise ValueError(f"style_explorer: adapter={adapter!r} must be one of {names}")
         if not isinstance(prompt, str) or not prompt:
             raise ValueError(f"style_explorer: prompt must be a non-empty string, got {prompt!r}")
         vocab.encode(prompt)                                   # a clear error now for a character it lacks
         self.model, self.vocab, self.adapters, self.prompt, self.n_chars = model, vocab, adapters, prompt, n_chars
         self.sample_kwargs = dict(temperature=temperature, top_k=top_k, seed=seed)
-        self.dropdown = widgets.Dropdown(options=names, value=adapter, description="adapter")
-        slider = widgets.FloatSlider(value=float(strength), min=0.0, max=1.0, step=0.05, description="strength",
-                                     continuous_update=False)
-        super().__init__(slider, "Style adapters on one frozen language model")
-        self.children = self.children[:-2] + (self.dropdown,) + self.children[-2:]
-        self.dropdown.observe(self._on_change, names="value")
-        self.redraw()
-
-    def _on_change(self, change) -> None:
-        self.redraw()
-
-    def redraw(self, state=None) -> dict:
-        """Regenerate for ``state = (adapter, strength)``, by default the widgets' current values."""
-        return super().redraw((self.dropdown.value, self.slider.value) if state is None else state)
+        self._build("style_explorer", adapters, adapter, strength, "Style adapters on one frozen language model")
 
     def _draw(self, state) -> dict:
         name, strength = state
@@ -249,7 +260,7 @@ def style_explorer(model, vocab, adapters: dict, prompt: str = "the ", n_chars: 
                          strength=strength, **sample_kwargs)
 
 
-class AdapterExplorer(Dashboard):
+class AdapterExplorer(AdapterStrengthDashboard):
     """Switch between the adapters of one model and set the active one's strength; each change
     measures the test accuracy on every data set.
 
@@ -259,8 +270,6 @@ class AdapterExplorer(Dashboard):
     ``adapter``, ``strength`` (the slider's value) and ``accuracy`` (``{label: accuracy}``).
     """
 
-    NONE = "none"
-
     def __init__(self, model, datasets: dict, adapter: str | None = None, strength: float = 1.0):
         adapters = list_adapters(model)                       # a clear error when the model has none
         if self.NONE in adapters:
@@ -269,28 +278,8 @@ class AdapterExplorer(Dashboard):
                 isinstance(d, tuple) and len(d) == 2 and all(backend.is_array(a) for a in d) for d in datasets.values()):
             raise ValueError("adapter_explorer: datasets must be a non-empty dict {label: (X, y)} of arrays "
                              "(use lora_np.backend.asarray)")
-        if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not 0.0 <= strength <= 1.0:
-            raise ValueError(f"adapter_explorer: strength must be a number in [0, 1], got {strength!r}")
-        names = (self.NONE,) + tuple(adapters)
-        if adapter is None:
-            adapter = names[1] if adapters else self.NONE
-        if adapter not in names:
-            raise ValueError(f"adapter_explorer: adapter={adapter!r} must be one of {names}")
         self.model, self.datasets = model, datasets
-        self.dropdown = widgets.Dropdown(options=names, value=adapter, description="adapter")
-        slider = widgets.FloatSlider(value=float(strength), min=0.0, max=1.0, step=0.05, description="strength",
-                                     continuous_update=False)
-        super().__init__(slider, "Several adapters on one frozen base model")
-        self.children = self.children[:-2] + (self.dropdown,) + self.children[-2:]
-        self.dropdown.observe(self._on_change, names="value")
-        self.redraw()
-
-    def _on_change(self, change) -> None:
-        self.redraw()
-
-    def redraw(self, state=None) -> dict:
-        """Switch and measure for ``state = (adapter, strength)``, by default the widgets' values."""
-        return super().redraw((self.dropdown.value, self.slider.value) if state is None else state)
+        self._build("adapter_explorer", adapters, adapter, strength, "Several adapters on one frozen base model")
 
     def _draw(self, state) -> dict:
         name, strength = state

@@ -9,6 +9,7 @@ from lora_np import backend
 from lora_np.backend import to_numpy
 from lora_np.data import make_fruit_task
 from lora_np.gradcheck import rel_error
+from lora_np.lora import inject_lora
 from lora_np.models import MLP
 from lora_np.nn import Parameter
 from lora_np.optim import SGD, Adam, AdamW
