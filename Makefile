@@ -21,11 +21,10 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/python -m lora_np demo
 
-# The notebooks run in a pytest process of their own: started after the unit tests in the same
-# process, a notebook's kernel was seen to hang before its first cell.
+# Unit tests, then every notebook in a fresh kernel (tests/test_notebooks.py, which retries a
+# kernel that stalls before answering: an intermittent upstream problem seen on these machines).
 test: $(STAMP)
 	MPLBACKEND=Agg $(BIN)/python -m pytest tests
-	MPLBACKEND=Agg $(BIN)/python -m pytest --nbmake --nbmake-timeout=600 notebooks
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks
