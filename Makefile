@@ -21,8 +21,7 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/python -m lora_np demo
 
-# Unit tests, then every notebook in a fresh kernel (tests/test_notebooks.py, which retries a
-# kernel that stalls before answering: an intermittent upstream problem seen on these machines).
+# Unit tests and every notebook, each in a fresh kernel (tests/test_notebooks.py).
 test: $(STAMP)
 	MPLBACKEND=Agg $(BIN)/python -m pytest tests
 
