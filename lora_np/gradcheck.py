@@ -25,6 +25,11 @@ def rel_error(a, b) -> float:
     return float(_host_np.max(_host_np.abs(a - b) / _host_np.maximum(1e-8, _host_np.abs(a) + _host_np.abs(b))))
 
 
+def weighted_sum(out, G) -> float:
+    """L = Σ out ⊙ G: turns an operation's output into a scalar whose upstream gradient is G."""
+    return float((out * G).sum())
+
+
 def rel_error_tensor(a, b) -> float:
     """max |a − b| / max(1e-8, max(|a| + |b|)): the largest error relative to the tensor's scale.
 
