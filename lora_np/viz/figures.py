@@ -1,13 +1,13 @@
-"""Matplotlib figures used by the demo and the notebooks. Every axis is labelled.
+"""The figures of notebooks 01-04 and the demo: low rank, rank sweeps, styles, adapters.
 
-Each function draws on an ``ax`` you pass (or a new figure) and returns the figure, so a
-notebook can place it in a grid and the demo can save it.
+Each function draws on an ``ax`` you pass (or a new figure) and returns the figure. ``_axes`` is
+shared by the other figure modules of :mod:`lora_np.viz`.
 """
 from __future__ import annotations
 
 import numpy as _host_np   # plotting happens on the host
 
-from . import backend
+from .. import backend
 
 
 def _axes(ax, figsize=(6, 4)):

@@ -1,22 +1,5 @@
-"""ipywidgets dashboards for the notebooks: move a slider for the rank r, watch what changes.
-
-Each dashboard is a ``VBox`` (so a notebook cell displays it by naming it) with three extras:
-
-* ``.slider`` — the rank slider (the strength slider in :class:`StyleExplorer` and
-  :class:`AdapterExplorer`, which add a ``.dropdown`` for the adapter; the blend weight in
-  :class:`BlendExplorer`); setting ``.slider.value = k`` from code redraws exactly as a drag does;
-* ``.output`` — the ``Output`` widget the figure and the printed numbers are drawn into;
-* ``.history`` — a kernel-side list with one dict per redraw (r, parameter counts, error or accuracy;
-  adapter, strength, text and style markers; accuracy on each harvest, blend weight).
-
-Tests and notebook checks assert on ``.history``, never on the output area: an ``Output``
-widget's contents reach the kernel only after the cell has finished.
-
-The dashboards only call library functions (:mod:`lora_np.experiments`, :mod:`lora_np.lora`,
-:mod:`lora_np.viz`).
-Figures are built as ``matplotlib.figure.Figure`` objects outside pyplot and shown as PNG
-images, so none is registered with pyplot and none piles up or is shown twice by the inline
-backend; nothing here needs a display to import or to run.
+"""The dashboards of notebooks 01-04, and what every dashboard shares: ``Dashboard``, ``_figure``
+and ``_show`` (see :mod:`lora_np.widgets`).
 """
 from __future__ import annotations
 
@@ -25,15 +8,15 @@ import io
 import ipywidgets as widgets
 from IPython.display import Image, display
 
-from . import backend, viz
-from .data.text import guess_style, style_markers
-from .experiments import finetune, low_rank_approx, lowrank_param_count, relative_error
-from .experiments.adapters import blend_accuracy
-from .experiments.finetune import DEFAULT_TARGETS
-from .experiments.styles import sample, use_adapter
-from .lora import (adapter_layers, disable_adapters, list_adapters, lora_layers, set_adapter,
+from .. import backend, viz
+from ..data.text import guess_style, style_markers
+from ..experiments import finetune, low_rank_approx, lowrank_param_count, relative_error
+from ..experiments.adapters import blend_accuracy
+from ..experiments.finetune import DEFAULT_TARGETS
+from ..experiments.styles import sample, use_adapter
+from ..lora import (adapter_layers, disable_adapters, list_adapters, lora_layers, set_adapter,
                    set_adapter_strength)
-from .train import evaluate
+from ..train import evaluate
 
 
 def _figure(figsize):

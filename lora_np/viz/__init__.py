@@ -1,0 +1,9 @@
+"""Matplotlib figures used by the demo and the notebooks. Every axis is labelled.
+
+Each function draws on an ``ax`` you pass (or a new figure) and returns the figure, so a
+notebook can place it in a grid and the demo can save it. One module per topic:
+:mod:`.figures` (low rank, rank sweeps, styles, adapters) and the modules of the later notebooks.
+"""
+from .figures import (smooth, plot_loss_curves, plot_rank_sweep, plot_confusion, plot_lowrank, plot_singular_values, plot_lowrank_error_curve, plot_table5, plot_style_strength, plot_blend, plot_blend_rank, plot_variants, plot_harvest_accuracy)
+
+__all__ = ['smooth', 'plot_loss_curves', 'plot_rank_sweep', 'plot_confusion', 'plot_lowrank', 'plot_singular_values', 'plot_lowrank_error_curve', 'plot_table5', 'plot_style_strength', 'plot_blend', 'plot_blend_rank', 'plot_variants', 'plot_harvest_accuracy']
