@@ -69,8 +69,12 @@ def shift_matrix(shift_rank: int = 2, strength: float = 1.0, seed: int = 1234):
     return _host_np.eye(d) + U @ V.T, U, V
 
 
-def sample_fruit(n: int, split: str = "source", shift_rank: int = 2, seed: int = 0, shift_seed: int = 1234):
-    """``n`` fruit (balanced over classes, shuffled) as host arrays ``X: (n, 20)``, ``y: (n,)``."""
+def sample_fruit(n: int, split: str = "source", shift_rank: int = 2, seed: int = 0, shift_seed: int = 1234,
+                 shift_strength: float = 1.0):
+    """``n`` fruit (balanced over classes, shuffled) as host arrays ``X: (n, 20)``, ``y: (n,)``.
+
+    ``shift_strength`` scales the random directions 2..k of the shift (see :func:`shift_matrix`).
+    """
     if isinstance(n, bool) or not isinstance(n, int) or n <= 0:
         raise ValueError(f"n must be a positive integer, got {n!r}")
     if split not in ("source", "shifted"):
@@ -79,7 +83,7 @@ def sample_fruit(n: int, split: str = "source", shift_rank: int = 2, seed: int =
     y = rng.permutation(_host_np.arange(n) % len(FRUITS))                       # (n,)
     X = PROTOTYPES[y] + NOISE * rng.standard_normal((n, len(FEATURES)))          # (n, 20)
     if split == "shifted":
-        M, _, _ = shift_matrix(shift_rank, seed=shift_seed)
+        M, _, _ = shift_matrix(shift_rank, strength=shift_strength, seed=shift_seed)
         X = X @ M.T                                                              # (n, 20)  x' = M x
     return X, y
 
@@ -97,6 +101,7 @@ class FruitTask:
     shift_train: tuple
     shift_test: tuple
     shift_rank: int
+    shift_strength: float = 1.0
     classes: tuple = FRUITS
     features: tuple = FEATURES
 
@@ -114,11 +119,18 @@ class FruitTask:
 
 
 def make_fruit_task(shift_rank: int = 2, n_pretrain: int = 4000, n_finetune: int = 500,
-                    n_test: int = 2000, seed: int = 0, dtype=None) -> FruitTask:
-    """Generate every split (seeded) and move it to the current backend's device."""
+                    n_test: int = 2000, seed: int = 0, dtype=None, shift_strength: float = 1.0) -> FruitTask:
+    """Generate every split (seeded) and move it to the current backend's device.
+
+    ``shift_strength`` > 1 makes the random directions of the shift matter more: every direction
+    a rank-r update cannot undo then costs accuracy, which sharpens the knee of a rank sweep at r = k.
+    """
+    if isinstance(shift_strength, bool) or not isinstance(shift_strength, (int, float)) or not shift_strength >= 0:
+        raise ValueError(f"shift_strength must be a number >= 0, got {shift_strength!r}")
+
     def split(n, kind, s):
-        X, y = sample_fruit(n, kind, shift_rank, seed=seed * 10 + s)
+        X, y = sample_fruit(n, kind, shift_rank, seed=seed * 10 + s, shift_strength=shift_strength)
         return backend.asarray(X, dtype=dtype), backend.asarray(y)
 
     return FruitTask(split(n_pretrain, "source", 1), split(n_test, "source", 2),
-                     split(n_finetune, "shifted", 3), split(n_test, "shifted", 4), shift_rank)
+                     split(n_finetune, "shifted", 3), split(n_test, "shifted", 4), shift_rank, float(shift_strength))

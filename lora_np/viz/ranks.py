@@ -1,0 +1,82 @@
+"""Figures of notebook 05's rank experiments: the planted-rank knee and the scaling rules."""
+from __future__ import annotations
+
+import numpy as _host_np   # plotting happens on the host
+
+from .figures import _axes, smooth
+
+
+def plot_planted_sweep(sweep, r: int | None = None, axes=None, before: float | None = None):
+    """Three panels against the rank r: accuracy, validation loss and trainable parameters.
+
+    The planted rank k is a vertical line, the knee found in the loss is circled, full fine-tuning
+    is a dashed line and ``r`` (if given) is marked on every curve.
+    """
+    if axes is None:
+        import matplotlib.pyplot as plt
+        fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
+    fig = axes[0].figure
+    rs = sweep.ranks
+    curves = [(100 * _host_np.asarray(sweep.accuracy), "accuracy on the shifted test fruit (%)", "Accuracy"),
+              (_host_np.asarray(sweep.val_loss), "loss on the shifted test fruit (log)", "Loss"),
+              (_host_np.asarray(sweep.trainable), "trainable parameters", "Cost")]
+    full = sweep.full
+    refs = [None if full is None else 100 * full.accuracy, None if full is None else full.history.val_loss[-1],
+            None if full is None else full.trainable]
+    for ax, (values, ylabel, title), ref in zip(axes, curves, refs):
+        ax.plot(rs, values, "o-", color="C0", label="LoRA on fc1")
+        ax.axvline(sweep.k, color="C2", ls=":", lw=2, label=f"planted rank k = {sweep.k}")
+        if ref is not None:
+            ax.axhline(ref, color="C1", ls="--", label="full fine-tuning")
+        if r is not None:
+            i = rs.index(r)
+            ax.plot([r], [values[i]], "o", ms=14, mfc="none", mec="C3", mew=2.5, label=f"r = {r}")
+        ax.set_xticks(rs, [str(v) for v in rs])
+        ax.set_xlabel("LoRA rank r")
+        ax.set_ylabel(ylabel)
+        ax.set_title(title)
+    i = rs.index(sweep.knee)
+    axes[1].plot([sweep.knee], [sweep.val_loss[i]], "*", ms=16, color="C2", label=f"knee at r = {sweep.knee}")
+    axes[1].set_yscale("log")
+    axes[2].set_yscale("log")
+    if before is not None:
+        axes[0].axhline(100 * before, color="gray", ls=":", label="before fine-tuning")
+    for ax in axes:
+        ax.legend(fontsize=8)
+    fig.suptitle(f"A shift of planted rank k = {sweep.k}: LoRA improves up to r = k, then hardly at all", y=1.02)
+    fig.tight_layout()
+    return fig
+
+
+def plot_scaling(sweeps: dict, axes=None, window: int = 10, epoch: int = 1):
+    """One panel per scaling rule (training loss per step, a curve per rank), and a last panel with
+    the mean loss during epoch ``epoch`` against r for every rule: flat means "speed independent of r"."""
+    rules = list(sweeps)
+    if axes is None:
+        import matplotlib.pyplot as plt
+        fig, axes = plt.subplots(1, len(rules) + 1, figsize=(5 * (len(rules) + 1), 3.8))
+    fig = axes[0].figure
+    top = max(max(max(losses) for losses in sw.step_loss) for sw in sweeps.values())
+    for ax, rule in zip(axes, rules):
+        sw = sweeps[rule]
+        for j, (r, s, losses) in enumerate(zip(sw.ranks, sw.scales, sw.step_loss)):
+            ax.plot(smooth(losses, window), color=f"C{j}", label=f"r = {r} (s = {s:.3g})")
+        ax.set_yscale("log")
+        ax.set_ylim(top=1.2 * top)
+        ax.set_xlabel("optimizer step")
+        ax.set_ylabel(f"training loss (moving average of {window})")
+        ax.set_title(f"s = {rule}, alpha = {sw.alpha:g}, lr = {sw.lr:g}")
+        ax.legend(fontsize=8)
+    ax = axes[len(rules)]
+    for j, rule in enumerate(rules):
+        sw = sweeps[rule]
+        ax.plot(sw.ranks, sw.loss_after(epoch), "o-", color=f"C{j + 5}", label=f"s = {rule}")
+    ranks = sweeps[rules[0]].ranks
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(ranks, [str(v) for v in ranks])
+    ax.set_xlabel("LoRA rank r")
+    ax.set_ylabel(f"mean training loss in epoch {epoch}")
+    ax.set_title("Learning speed against r")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
