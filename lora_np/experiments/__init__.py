@@ -14,3 +14,13 @@ from .adapters import (VARIANT_RUNS, Harvest, VariantRun, accuracy_table, blend_
 __all__ += ["Harvest", "make_harvest", "harvest_of", "accuracy_table", "format_accuracy_table", "blend_adapters",
             "blend_accuracy", "inference_latency", "VariantRun", "VARIANT_RUNS", "finetune_variant",
             "format_variant_table", "compare_variants", "dora_gradient_gap"]
+from .budget import (MODEL_PRESETS, PRECISION_PRESETS, MemoryBreakdown, ModelPreset, PrecisionSpec, break_even,
+                     compare_memory, format_bytes, format_memory_table, full_finetune_memory, full_param_count,
+                     lora_memory, lora_param_count, lora_trainable_params, parameter_budget)
+from .ranks import (PlantedRankSweep, ScalingSweep, find_knee, planted_rank_sweep, planted_rank_task,
+                    scaling_sweep)
+
+__all__ += ["full_param_count", "lora_param_count", "break_even", "parameter_budget", "ModelPreset", "MODEL_PRESETS",
+            "PrecisionSpec", "PRECISION_PRESETS", "MemoryBreakdown", "lora_trainable_params", "full_finetune_memory",
+            "lora_memory", "compare_memory", "format_bytes", "format_memory_table",
+            "planted_rank_task", "find_knee", "PlantedRankSweep", "planted_rank_sweep", "ScalingSweep", "scaling_sweep"]

@@ -7,3 +7,7 @@ notebook can place it in a grid and the demo can save it. One module per topic:
 from .figures import (smooth, plot_loss_curves, plot_rank_sweep, plot_confusion, plot_lowrank, plot_singular_values, plot_lowrank_error_curve, plot_table5, plot_style_strength, plot_blend, plot_blend_rank, plot_variants, plot_harvest_accuracy)
 
 __all__ = ['smooth', 'plot_loss_curves', 'plot_rank_sweep', 'plot_confusion', 'plot_lowrank', 'plot_singular_values', 'plot_lowrank_error_curve', 'plot_table5', 'plot_style_strength', 'plot_blend', 'plot_blend_rank', 'plot_variants', 'plot_harvest_accuracy']
+from .budget import plot_memory, plot_parameter_budget
+from .ranks import plot_planted_sweep, plot_scaling
+
+__all__ += ["plot_parameter_budget", "plot_memory", "plot_planted_sweep", "plot_scaling"]

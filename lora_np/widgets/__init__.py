@@ -21,3 +21,8 @@ backend; nothing here needs a display to import or to run.
 from .dashboards import (Dashboard, AdapterStrengthDashboard, LowRankExplorer, lowrank_explorer, LoraRankExplorer, lora_rank_explorer, StyleExplorer, style_explorer, AdapterExplorer, adapter_explorer, BlendExplorer, blend_explorer)
 
 __all__ = ['Dashboard', 'AdapterStrengthDashboard', 'LowRankExplorer', 'lowrank_explorer', 'LoraRankExplorer', 'lora_rank_explorer', 'StyleExplorer', 'style_explorer', 'AdapterExplorer', 'adapter_explorer', 'BlendExplorer', 'blend_explorer']
+from .budget import MemoryCalculator, ParameterBudgetExplorer, memory_calculator, parameter_budget_explorer
+from .ranks import RankSweepExplorer, rank_sweep_explorer
+
+__all__ += ["ParameterBudgetExplorer", "parameter_budget_explorer", "MemoryCalculator", "memory_calculator",
+            "RankSweepExplorer", "rank_sweep_explorer"]
