@@ -200,3 +200,16 @@ def test_bad_inputs_give_clear_errors(rng):
         generate(lm, rng.integers(0, 5, (2,)), 3, temperature=0.0)
     with pytest.raises(ValueError, match="top_k"):
         generate(lm, rng.integers(0, 5, (2,)), 3, top_k=9)
+
+
+def test_set_submodule_reaches_inside_a_list_of_blocks():
+    """``blocks.0.attn``: the path runs through a list element to an attribute of it."""
+    from lora_np.nn import ReLU
+    model = ViTClassifier(TransformerConfig(d_model=16, n_heads=2, n_layers=2, n_classes=3, image_size=8))
+    first, second = model.blocks[0], model.blocks[1]
+    model.set_submodule("blocks.0.attn", ReLU())
+    assert isinstance(model.get_submodule("blocks.0.attn"), ReLU) and model.blocks[0] is first
+    model.set_submodule("blocks.1", first)
+    assert model.blocks[1] is first and second not in model.blocks
+    with pytest.raises(KeyError, match="blocks.5"):
+        model.set_submodule("blocks.5.attn", ReLU())

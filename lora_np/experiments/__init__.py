@@ -24,3 +24,6 @@ __all__ += ["full_param_count", "lora_param_count", "break_even", "parameter_bud
             "PrecisionSpec", "PRECISION_PRESETS", "MemoryBreakdown", "lora_trainable_params", "full_finetune_memory",
             "lora_memory", "compare_memory", "format_bytes", "format_memory_table",
             "planted_rank_task", "find_knee", "PlantedRankSweep", "planted_rank_sweep", "ScalingSweep", "scaling_sweep"]
+from .peft_methods import PeftCost, PeftRow, compare_peft_methods, format_peft_table, make_peft_model, peft_costs
+
+__all__ += ["PeftCost", "PeftRow", "compare_peft_methods", "format_peft_table", "make_peft_model", "peft_costs"]

@@ -16,6 +16,9 @@ from .sequence import (attention_backward, attention_forward, causal_mask, embed
 from .variants import (dora_linear_backward, dora_linear_forward, row_norms, vera_linear_backward,
                        vera_linear_forward)
 
+from .prefix import (prefix_attention_backward, prefix_attention_forward, prefix_causal_mask, prefix_concat_backward,
+                     prefix_concat_forward)
+
 __all__ = [n for n in dir() if n.endswith(("_forward", "_backward"))] + [
-    "softmax", "log_softmax", "one_hot", "split_heads", "merge_heads", "causal_mask"]
+    "softmax", "log_softmax", "one_hot", "split_heads", "merge_heads", "causal_mask", "prefix_causal_mask"]
 __all__ += ["row_norms"]

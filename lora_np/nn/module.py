@@ -99,11 +99,12 @@ class Module:
     def set_submodule(self, name: str, module: "Module") -> None:
         """Replace the module at a dotted path (used to swap a Linear for a LoRALinear)."""
         head, _, last = name.rpartition(".")
-        owner_path, _, list_attr = head.rpartition(".")
-        owner = self.get_submodule(owner_path) if head else self
-        if head and last.isdigit() and isinstance(getattr(owner, list_attr, None), list):
-            getattr(owner, list_attr)[int(last)] = module      # an element of a list of modules
-            return
+        if head and last.isdigit():                            # "blocks.0": an element of a list of modules
+            owner_path, _, list_attr = head.rpartition(".")
+            seq = getattr(self.get_submodule(owner_path), list_attr, None)
+            if isinstance(seq, list) and int(last) < len(seq):
+                seq[int(last)] = module
+                return
         parent = self.get_submodule(head)
         if not isinstance(getattr(parent, last, None), Module):
             raise KeyError(f"no submodule named {name!r}")

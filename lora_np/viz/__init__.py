@@ -11,3 +11,6 @@ from .budget import plot_memory, plot_parameter_budget
 from .ranks import plot_planted_sweep, plot_scaling
 
 __all__ += ["plot_parameter_budget", "plot_memory", "plot_planted_sweep", "plot_scaling"]
+from .peft_methods import plot_peft_comparison, plot_peft_latency, plot_peft_params, plot_peft_tradeoff
+
+__all__ += ["plot_peft_tradeoff", "plot_peft_latency", "plot_peft_params", "plot_peft_comparison"]

@@ -26,3 +26,6 @@ from .ranks import RankSweepExplorer, rank_sweep_explorer
 
 __all__ += ["ParameterBudgetExplorer", "parameter_budget_explorer", "MemoryCalculator", "memory_calculator",
             "RankSweepExplorer", "rank_sweep_explorer"]
+from .peft_methods import PeftCostExplorer, peft_cost_explorer
+
+__all__ += ["PeftCostExplorer", "peft_cost_explorer"]

@@ -1,0 +1,85 @@
+"""Forward/backward pairs for prefix tuning: a learned prefix in front of the keys and values.
+
+Prefix tuning (Li & Liang, 2021) leaves every weight of the model frozen and gives each attention
+layer ``p`` extra key/value pairs of its own, learned directly:
+
+    K' = [P_k; K],   V' = [P_v; V]          P_k, P_v: (p, d),  K, V: (B, T, d)  ->  (B, p + T, d)
+
+The same prefix is put in front of every example of the batch (a broadcast), and split into heads
+exactly like K and V. Queries are not extended: each of the T queries now scores p + T keys,
+so the score matrix per head is (T, p + T) instead of (T, T): attention costs T·(T + p), not T².
+
+With causal attention, query i may see every prefix slot (they hold no future token) and the
+tokens j ≤ i: in the (T, p + T) mask that is the lower triangle shifted right by p columns.
+
+Shapes: ``B`` batch, ``T`` tokens, ``p`` prefix slots, ``d`` width, ``H`` heads, ``dh = d / H``.
+With ``p = 0`` every function here computes exactly what :func:`attention_forward` computes.
+"""
+from __future__ import annotations
+
+import math
+
+from ..backend import get_array_module
+from .sequence import merge_heads, softmax_backward, split_heads
+
+
+def prefix_concat_forward(x, P):
+    """y = [P; x] along the token axis, P broadcast over the batch.   x: (B, T, d)  P: (p, d) -> (B, p + T, d)"""
+    xp = get_array_module(x)
+    Pb = xp.broadcast_to(P[None], (x.shape[0],) + tuple(P.shape))         # (B, p, d) one prefix, B views
+    return xp.concatenate([Pb, x], axis=1), P.shape[0]                     # (B, p + T, d)
+
+
+def prefix_concat_backward(dy, p: int):
+    """The split of the gradient: dx = dy[:, p:],  dP = Σ_batch dy[:, :p] (the prefix was used B times)."""
+    return dy[:, p:], dy[:, :p].sum(axis=0)                               # (B, T, d), (p, d)
+
+
+def prefix_causal_mask(T: int, p: int, xp):
+    """(T, p + T) booleans, True where query i may look at key j: every prefix slot (j < p) and
+    every token up to itself (j − p ≤ i). It is :func:`causal_mask` with p columns of True in front.
+    """
+    return xp.tril(xp.ones((T, p + T), dtype=bool), k=p)                   # (T, p + T)
+
+
+def prefix_attention_forward(q, k, v, P_k, P_v, n_heads: int, causal: bool = False):
+    """Multi-head attention of q over the keys and values with a prefix in front.
+
+    q, k, v: (B, T, d) already projected;  P_k, P_v: (p, d).  Per head:
+        K' = [P_k; K],  V' = [P_v; V],  S = Q K'ᵀ / √dh: (T, p + T),
+        P = softmax(S) (masked by :func:`prefix_causal_mask` if causal),  O = P V'.
+    Returns the heads concatenated, (B, T, d), and the cache for the backward pass.
+    """
+    xp = get_array_module(q)
+    kk, p = prefix_concat_forward(k, P_k)                                  # (B, p + T, d)
+    vv, _ = prefix_concat_forward(v, P_v)                                  # (B, p + T, d)
+    Q, K, Vh = split_heads(q, n_heads), split_heads(kk, n_heads), split_heads(vv, n_heads)
+    scale = 1.0 / math.sqrt(Q.shape[-1])                                   # Q: (B, H, T, dh), K, Vh: (B, H, p + T, dh)
+    S = (Q @ K.transpose(0, 1, 3, 2)) * scale                              # (B, H, T, p + T)
+    if causal:
+        S = xp.where(prefix_causal_mask(S.shape[-2], p, xp), S, -xp.inf)   # (B, H, T, p + T)
+    S = S - S.max(axis=-1, keepdims=True)                                  # (B, H, T, p + T) stable
+    E = xp.exp(S)                                                          # (B, H, T, p + T) masked -> 0
+    P = E / E.sum(axis=-1, keepdims=True)                                  # (B, H, T, p + T)
+    O = P @ Vh                                                             # (B, H, T, dh)
+    return merge_heads(O), (Q, K, Vh, P, scale, p)
+
+
+def prefix_attention_backward(dout, cache):
+    """The attention backward over the extended keys, then the concatenation's backward:
+
+        dV' = Pᵀ dO,  dP = dO V'ᵀ,  dS = softmax_backward(dP, P),  dQ = dS K' · scale,  dK' = dSᵀ Q · scale;
+        dk = dK'[:, p:],  dP_k = Σ_batch dK'[:, :p]   (and the same for v and P_v).
+
+    Masked entries have P = 0, hence dS = 0 there. Returns (dq, dk, dv, dP_k, dP_v).
+    """
+    Q, K, Vh, P, scale, p = cache
+    dO = split_heads(dout, Q.shape[1])                                     # (B, H, T, dh)
+    dV = P.transpose(0, 1, 3, 2) @ dO                                      # (B, H, p + T, dh)
+    dP = dO @ Vh.transpose(0, 1, 3, 2)                                     # (B, H, T, p + T)
+    dS = softmax_backward(dP, P)                                           # (B, H, T, p + T)
+    dQ = (dS @ K) * scale                                                  # (B, H, T, dh)
+    dK = (dS.transpose(0, 1, 3, 2) @ Q) * scale                            # (B, H, p + T, dh)
+    dk, dP_k = prefix_concat_backward(merge_heads(dK), p)                  # (B, T, d), (p, d)
+    dv, dP_v = prefix_concat_backward(merge_heads(dV), p)                  # (B, T, d), (p, d)
+    return merge_heads(dQ), dk, dv, dP_k, dP_v

@@ -1,0 +1,111 @@
+"""Figures of notebook 07: adapters, LoRA and prefix tuning side by side.
+
+``rows`` are :class:`lora_np.experiments.peft_methods.PeftRow` (trained, with accuracy) or
+:class:`~lora_np.experiments.peft_methods.PeftCost` (costs only). Every function draws on the
+``ax`` (or ``axes``) you pass, or a new figure, and returns the figure.
+"""
+from __future__ import annotations
+
+import numpy as _host_np   # plotting happens on the host
+from matplotlib.ticker import NullFormatter
+
+from .figures import _axes
+
+COLORS = {"base": "0.5", "lora": "C0", "lora_merged": "C9", "adapters": "C1", "prefix": "C2", "full": "C3"}
+
+
+def _color(row) -> str:
+    return COLORS.get(row.method, "C4")
+
+
+def _reference(rows):
+    """The base model's row (the reference for latency and accuracy), or None."""
+    return next((r for r in rows if r.method == "base"), None)
+
+
+def plot_peft_tradeoff(rows, ax=None):
+    """Accuracy (filled) and grape recall (hollow) on the shifted test images against trainable
+    parameters (log scale), one colour per method. The base model trains nothing: it is drawn as
+    dotted lines; merged LoRA sits on unmerged LoRA (same parameters, same predictions).
+    """
+    fig, ax = _axes(ax, figsize=(7, 4.5))
+    rows = list(rows)
+    base = _reference(rows)
+    shown = [r for r in rows if r.method not in ("base", "lora_merged")]
+    for i, r in enumerate(shown):
+        label = r.label + (" (= merged)" if r.method == "lora" and any(q.method == "lora_merged" for q in rows) else "")
+        ax.plot(r.trainable, 100 * r.accuracy, "o", ms=10, color=_color(r), label=label)
+        ax.plot(r.trainable, 100 * r.grape_recall, "o", ms=10, mfc="none", mew=2, color=_color(r))
+        ax.annotate(f"{100 * r.accuracy:.1f}%", (r.trainable, 100 * r.accuracy), textcoords="offset points",
+                    xytext=(10, 10 - 14 * (i % 3)), fontsize=8, color=_color(r))   # staggered: close points
+    if base is not None:
+        ax.axhline(100 * base.accuracy, color="0.5", ls=":", label=f"base model accuracy ({100 * base.accuracy:.1f}%)")
+        ax.axhline(100 * base.grape_recall, color="0.5", ls="--", lw=1,
+                   label=f"base model grape recall ({100 * base.grape_recall:.0f}%)")
+    ax.plot([], [], "o", color="k", label="filled: accuracy")
+    ax.plot([], [], "o", mfc="none", mew=2, color="k", label="hollow: grape recall")
+    ax.set_xscale("log")
+    ax.xaxis.set_minor_formatter(NullFormatter())                # only the powers of ten are labelled
+    if shown:
+        lo, hi = min(max(r.trainable, 1) for r in shown), max(r.trainable for r in shown)
+        ax.set_xlim(lo / 2, hi * 3)
+    ax.set_ylim(-5, 105)
+    ax.set_xlabel("trainable parameters (log scale)")
+    ax.set_ylabel("on the shifted test images (%)")
+    ax.set_title("What each method trains, and what it reaches")
+    ax.legend(fontsize=7, loc="lower right")
+    return fig
+
+
+def plot_peft_latency(rows, ax=None):
+    """Forward-pass latency per method (bars, in ms), the base model's as a dashed reference line.
+
+    Each bar is labelled with its ratio to the base model; each tick with the matrix products per
+    forward pass and the keys every query scores (T, or T + p with a prefix).
+    """
+    fig, ax = _axes(ax, figsize=(7, 4.5))
+    rows = list(rows)
+    base = _reference(rows)
+    ref = base.latency if base is not None else rows[0].latency
+    x = _host_np.arange(len(rows))
+    ms = [1e3 * r.latency for r in rows]
+    bars = ax.bar(x, ms, color=[_color(r) for r in rows])
+    for bar, r, v in zip(bars, rows, ms):
+        ax.text(bar.get_x() + bar.get_width() / 2, v * 1.01, f"{v:.3f} ms\n×{r.latency / ref:.2f}",
+                ha="center", va="bottom", fontsize=8)
+    ax.axhline(1e3 * ref, color="k", ls="--", lw=1, label=f"base model: {1e3 * ref:.3f} ms")
+    ax.set_xticks(x, [f"{r.label}\n{r.matmuls} matmuls\n{r.keys_per_query} keys/query" for r in rows], fontsize=7)
+    ax.set_ylim(0, 1.3 * max(ms))
+    ax.set_xlabel("method (matrix products per forward pass, keys each query scores)")
+    ax.set_ylabel("latency per forward pass (ms, median)")
+    ax.set_title("Inference latency: who adds travel to every input")
+    ax.legend(fontsize=8, loc="upper left")
+    return fig
+
+
+def plot_peft_params(rows, ax=None):
+    """Trainable parameters per method (bars, labelled with their share of the model)."""
+    fig, ax = _axes(ax, figsize=(6, 4))
+    rows = list(rows)
+    x = _host_np.arange(len(rows))
+    top = max([r.trainable for r in rows] + [1])
+    bars = ax.bar(x, [r.trainable for r in rows], color=[_color(r) for r in rows])
+    for bar, r in zip(bars, rows):
+        ax.text(bar.get_x() + bar.get_width() / 2, r.trainable + 0.01 * top, f"{r.trainable:,}\n({r.percent:.2f}%)",
+                ha="center", va="bottom", fontsize=8)
+    ax.set_ylim(0, 1.25 * top)
+    ax.set_xticks(x, [r.label for r in rows], rotation=20, ha="right", fontsize=8)
+    ax.set_xlabel("method")
+    ax.set_ylabel("trainable parameters")
+    ax.set_title("Trainable parameters (share of the model)")
+    return fig
+
+
+def plot_peft_comparison(rows, axes=None):
+    """The comparison in two panels: :func:`plot_peft_tradeoff` (left), :func:`plot_peft_latency` (right)."""
+    if axes is None:
+        import matplotlib.pyplot as plt
+        _, axes = plt.subplots(1, 2, figsize=(14, 4.8))
+    plot_peft_tradeoff(rows, ax=axes[0])
+    plot_peft_latency(rows, ax=axes[1])
+    return axes[0].figure
