@@ -27,3 +27,10 @@ __all__ += ["full_param_count", "lora_param_count", "break_even", "parameter_bud
 from .peft_methods import PeftCost, PeftRow, compare_peft_methods, format_peft_table, make_peft_model, peft_costs
 
 __all__ += ["PeftCost", "PeftRow", "compare_peft_methods", "format_peft_table", "make_peft_model", "peft_costs"]
+from .intrinsic import (IntrinsicStudy, IntrinsicSweep, LoraComparison, SubspaceResult, d_int90,
+                        intrinsic_dimension_sweep, lora_comparison, pretraining_study, said_comparison,
+                        subspace_finetune, width_study)
+
+__all__ += ["SubspaceResult", "subspace_finetune", "IntrinsicSweep", "intrinsic_dimension_sweep", "d_int90",
+            "IntrinsicStudy", "width_study", "pretraining_study", "said_comparison", "LoraComparison",
+            "lora_comparison"]

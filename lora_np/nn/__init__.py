@@ -17,3 +17,6 @@ from .prefix import PrefixAttention, add_prefix_tuning, prefix_layers, set_prefi
 
 __all__ += ["BottleneckAdapter", "SublayerWithAdapter", "insert_adapter_layers", "bottleneck_adapters",
             "PrefixAttention", "add_prefix_tuning", "prefix_layers", "set_prefix_enabled"]
+from .subspace import RandomSubspace, random_projection
+
+__all__ += ["RandomSubspace", "random_projection"]

@@ -14,3 +14,6 @@ __all__ += ["plot_parameter_budget", "plot_memory", "plot_planted_sweep", "plot_
 from .peft_methods import plot_peft_comparison, plot_peft_latency, plot_peft_params, plot_peft_tradeoff
 
 __all__ += ["plot_peft_tradeoff", "plot_peft_latency", "plot_peft_params", "plot_peft_comparison"]
+from .intrinsic import plot_intrinsic_sweep, plot_normalized_sweeps, plot_pretraining_study, plot_width_study
+
+__all__ += ["plot_intrinsic_sweep", "plot_normalized_sweeps", "plot_width_study", "plot_pretraining_study"]

@@ -29,3 +29,6 @@ __all__ += ["ParameterBudgetExplorer", "parameter_budget_explorer", "MemoryCalcu
 from .peft_methods import PeftCostExplorer, peft_cost_explorer
 
 __all__ += ["PeftCostExplorer", "peft_cost_explorer"]
+from .intrinsic import IntrinsicDimensionExplorer, intrinsic_dimension_explorer
+
+__all__ += ["IntrinsicDimensionExplorer", "intrinsic_dimension_explorer"]

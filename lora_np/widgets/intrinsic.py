@@ -1,0 +1,87 @@
+"""Notebook 06's dashboard: a slider for the subspace dimension d; each new d is trained (seeded,
+about 0.1-0.3 s) and cached, and the accuracy-against-d curve grows as the learner explores."""
+from __future__ import annotations
+
+import ipywidgets as widgets
+
+from ..experiments.intrinsic import DIMS, LEVEL, IntrinsicSweep, _check_dims, subspace_finetune
+from ..experiments.finetune import finetune
+from ..train import evaluate
+from ..viz.intrinsic import plot_intrinsic_sweep
+from .dashboards import Dashboard, _figure, _show
+
+
+class IntrinsicDimensionExplorer(Dashboard):
+    """Train ``base`` in a random d-dimensional subspace for the d on the slider; draw every d so far.
+
+    ``.results[d]`` caches each run; ``.sweep`` is an :class:`IntrinsicSweep` of the d tried so far
+    (so its ``d_int90`` is interpolated between those). A ``sweep`` passed in seeds the cache (and
+    its full fine-tuning accuracy is reused); otherwise full fine-tuning is run once here.
+    """
+
+    def __init__(self, base, task, dims=DIMS, d: int = 64, said: bool = False, seed: int = 0,
+                 sweep: IntrinsicSweep | None = None, **subspace_kwargs):
+        dims = _check_dims(dims)
+        if d not in dims:
+            raise ValueError(f"intrinsic_dimension_explorer: d={d!r} must be one of dims={tuple(dims)}")
+        if sweep is not None and not isinstance(sweep, IntrinsicSweep):
+            raise TypeError(f"intrinsic_dimension_explorer: sweep must be an IntrinsicSweep or None, "
+                            f"got {type(sweep).__name__}")
+        self.base, self.task, self.said, self.seed, self.kwargs = base, task, said, seed, subspace_kwargs
+        self.D = sum(p.size for p in base.parameters())
+        if max(dims) > self.D:
+            raise ValueError(f"intrinsic_dimension_explorer: every d must be at most D = {self.D:,}, got {max(dims)}")
+        m = len(base.parameters())
+        if said and min(dims) <= m:
+            raise ValueError(f"intrinsic_dimension_explorer: with said=True every d must exceed the {m} per-tensor "
+                             f"scales it includes, got {min(dims)}")
+        self.results = {}                                               # d -> accuracy
+        if sweep is not None and sweep.said == said:
+            self.results.update(zip(sweep.dims, sweep.accuracy))
+        self.full_accuracy = (sweep.full_accuracy if sweep is not None
+                              else finetune(base, task, r=None, seed=seed).accuracy)
+        self.before = evaluate(base, *task.shift_test)["accuracy"]
+        slider = widgets.SelectionSlider(options=dims, value=d, description="subspace d", continuous_update=False)
+        kind = "SAID (a learned scale per tensor)" if said else "random subspace"
+        super().__init__(slider, f"Fine-tuning with d trained numbers: θ = θ₀ + P z ({kind}, D = {self.D:,})")
+        self.redraw(d)
+
+    @property
+    def sweep(self) -> IntrinsicSweep:
+        dims = sorted(self.results)
+        return IntrinsicSweep(dims, [self.results[k] for k in dims], self.D, self.full_accuracy,
+                              1.0 / self.task.n_classes, self.before, self.said, tuple(getattr(self.base, "hidden", ())))
+
+    def _draw(self, d) -> dict:
+        cached = d in self.results
+        seconds = 0.0
+        if not cached:
+            res = subspace_finetune(self.base, self.task, d, said=self.said, seed=self.seed, keep_model=False,
+                                    **self.kwargs)
+            self.results[d], seconds = res.accuracy, res.seconds
+        sweep = self.sweep
+        point = sweep.at(d)
+        record = {**point, "cached": cached, "seconds": seconds, "d_int90": sweep.d_int90, "said": self.said,
+                  "full_accuracy": self.full_accuracy, "tried": list(sweep.dims)}
+        fig = _figure((7.5, 4.4))
+        plot_intrinsic_sweep(sweep, ax=fig.subplots(), current=d)
+        _show(fig)
+        d90 = record["d_int90"]
+        print(f"d = {d}: {d:,} trained numbers of D = {self.D:,} ({point['fraction']:.2%}); shifted-fruit accuracy "
+              f"{point['accuracy']:.1%}, normalised {point['normalized']:.2f} (0 = chance, 1 = full fine-tuning "
+              f"{self.full_accuracy:.1%})" + (f"  [trained in {seconds:.2f} s]" if not cached else "  [cached]"))
+        first = sweep.normalized()[0] >= LEVEL                         # the smallest d tried already reaches it
+        print("d_int90 from the d tried so far: " + ("not reached yet" if d90 is None else
+                                                     f"≤ {d90:.0f}" if first else f"≈ {d90:.0f}")
+              + "  (try more values of d)")
+        return record
+
+
+def intrinsic_dimension_explorer(base, task, dims=DIMS, d: int = 64, said: bool = False, seed: int = 0,
+                                 sweep: IntrinsicSweep | None = None, **subspace_kwargs) -> IntrinsicDimensionExplorer:
+    """A slider over ``dims`` that fine-tunes ``base`` on ``task`` in a random d-dimensional subspace and redraws.
+
+    ``sweep``: an :func:`intrinsic_dimension_sweep` of the same base and task to start from (its
+    points are shown at once). ``epochs``, ``lr`` and ``batch_size`` go to :func:`subspace_finetune`.
+    """
+    return IntrinsicDimensionExplorer(base, task, dims=dims, d=d, said=said, seed=seed, sweep=sweep, **subspace_kwargs)
