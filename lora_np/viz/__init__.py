@@ -17,3 +17,6 @@ __all__ += ["plot_peft_tradeoff", "plot_peft_latency", "plot_peft_params", "plot
 from .intrinsic import plot_intrinsic_sweep, plot_normalized_sweeps, plot_pretraining_study, plot_width_study
 
 __all__ += ["plot_intrinsic_sweep", "plot_normalized_sweeps", "plot_width_study", "plot_pretraining_study"]
+from .update_geometry import plot_amplification, plot_delta_spectra, plot_similarity
+
+__all__ += ["plot_delta_spectra", "plot_similarity", "plot_amplification"]
