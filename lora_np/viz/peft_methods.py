@@ -51,10 +51,16 @@ def plot_peft_tradeoff(rows, ax=None):
         ax.set_xlim(lo / 2, hi * 3)
     ax.set_ylim(-5, 105)
     ax.set_xlabel("trainable parameters (log scale)")
-    ax.set_ylabel("on the shifted test images (%)")
+    ax.set_ylabel("accuracy, grape recall on shifted images (%)")
     ax.set_title("What each method trains, and what it reaches")
     ax.legend(fontsize=7, loc="lower right")
     return fig
+
+
+def _labelled_bars(ax, x, values, rows, texts, lift: float) -> None:
+    """One bar per method in its colour, its text just above it."""
+    for bar, v, text in zip(ax.bar(x, values, color=[_color(r) for r in rows]), values, texts):
+        ax.text(bar.get_x() + bar.get_width() / 2, v + lift, text, ha="center", va="bottom", fontsize=8)
 
 
 def plot_peft_latency(rows, ax=None):
@@ -69,10 +75,7 @@ def plot_peft_latency(rows, ax=None):
     ref = base.latency if base is not None else rows[0].latency
     x = _host_np.arange(len(rows))
     ms = [1e3 * r.latency for r in rows]
-    bars = ax.bar(x, ms, color=[_color(r) for r in rows])
-    for bar, r, v in zip(bars, rows, ms):
-        ax.text(bar.get_x() + bar.get_width() / 2, v * 1.01, f"{v:.3f} ms\n×{r.latency / ref:.2f}",
-                ha="center", va="bottom", fontsize=8)
+    _labelled_bars(ax, x, ms, rows, [f"{v:.3f} ms\n×{r.latency / ref:.2f}" for r, v in zip(rows, ms)], 0.01 * max(ms))
     ax.axhline(1e3 * ref, color="k", ls="--", lw=1, label=f"base model: {1e3 * ref:.3f} ms")
     ax.set_xticks(x, [f"{r.label}\n{r.matmuls} matmuls\n{r.keys_per_query} keys/query" for r in rows], fontsize=7)
     ax.set_ylim(0, 1.3 * max(ms))
@@ -89,10 +92,8 @@ def plot_peft_params(rows, ax=None):
     rows = list(rows)
     x = _host_np.arange(len(rows))
     top = max([r.trainable for r in rows] + [1])
-    bars = ax.bar(x, [r.trainable for r in rows], color=[_color(r) for r in rows])
-    for bar, r in zip(bars, rows):
-        ax.text(bar.get_x() + bar.get_width() / 2, r.trainable + 0.01 * top, f"{r.trainable:,}\n({r.percent:.2f}%)",
-                ha="center", va="bottom", fontsize=8)
+    _labelled_bars(ax, x, [r.trainable for r in rows], rows,
+                   [f"{r.trainable:,}\n({r.percent:.2f}%)" for r in rows], 0.01 * top)
     ax.set_ylim(0, 1.25 * top)
     ax.set_xticks(x, [r.label for r in rows], rotation=20, ha="right", fontsize=8)
     ax.set_xlabel("method")
