@@ -34,10 +34,12 @@ from .intrinsic import (IntrinsicStudy, IntrinsicSweep, LoraComparison, Subspace
 __all__ += ["SubspaceResult", "subspace_finetune", "IntrinsicSweep", "intrinsic_dimension_sweep", "d_int90",
             "IntrinsicStudy", "width_study", "pretraining_study", "said_comparison", "LoraComparison",
             "lora_comparison"]
-from .update_geometry import (DeltaSpectrum, amplification, amplification_table, delta_spectra, energy_spectrum,
-                              format_amplification_table, full_finetune_deltas, random_like, similarity_study,
-                              subspace_similarity)
+from .update_geometry import (DeltaSpectrum, SimilarityStudy, amplification, amplification_table, chance_similarity,
+                              delta_spectra, energy_spectrum, format_amplification_table, full_finetune_deltas,
+                              initial_adapter_A, random_like, shift_alignment, similarity_study, subspace_similarity,
+                              train_adapter_A)
 
 __all__ += ["energy_spectrum", "random_like", "DeltaSpectrum", "full_finetune_deltas", "delta_spectra",
-            "subspace_similarity", "similarity_study", "amplification", "amplification_table",
+            "shift_alignment", "subspace_similarity", "chance_similarity", "train_adapter_A", "initial_adapter_A",
+            "SimilarityStudy", "similarity_study", "amplification", "amplification_table",
             "format_amplification_table"]
