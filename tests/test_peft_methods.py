@@ -395,6 +395,8 @@ def test_peft_cost_explorer_history():
     assert rec["trainable"]["adapters"] > explorer.history[0]["trainable"]["adapters"]
     with pytest.raises(ValueError, match="size=3 must be one of"):
         peft_cost_explorer(base, x, sizes=(1, 2), size=3)
+    with pytest.raises(ValueError, match="peft_cost_explorer: sizes must be positive integers"):
+        peft_cost_explorer(base, x, sizes=(1, 0), size=1)
     with pytest.raises(TypeError, match="base must be a ViTClassifier"):
         peft_cost_explorer(MLP(4, (8,), 3), x)
 

@@ -92,7 +92,7 @@ def test_rank_sweep_explorer_moves_its_marker_and_records_each_redraw():
     assert dash.history[-1]["r"] == 2                                # starts at the planted rank
     dash.slider.value = 3
     assert dash.history[-1] == {**sweep.at(3), "past_knee": 3 >= sweep.knee}
-    with pytest.raises(ValueError, match="swept ranks"):
+    with pytest.raises(ValueError, match=r"r=5 must be one of sweep.ranks=\(1, 2, 3\)"):
         rank_sweep_explorer(sweep, r=5)
     with pytest.raises(TypeError, match="PlantedRankSweep"):
         rank_sweep_explorer([1, 2])

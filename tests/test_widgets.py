@@ -156,6 +156,8 @@ def test_lora_rank_explorer_rejects_r_outside_ranks():
     base, _ = pretrain(task, hidden=(8, 8), epochs=1)
     with pytest.raises(ValueError, match="r=3"):
         lora_rank_explorer(base, task, ranks=(1, 2), r=3)
+    with pytest.raises(ValueError, match="lora_rank_explorer: ranks must be positive integers"):
+        lora_rank_explorer(base, task, ranks=(1, 2.5), r=1)
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..data import FruitTask, make_fruit_task
-from ..nn import Module
+from ..nn import Module, lora_scaling
 from .finetune import FinetuneResult, finetune
 
 KNEE_TASK = {"n_finetune": 3000, "shift_strength": 5.0}   # enough data not to overfit; random directions that matter
@@ -132,7 +132,7 @@ def scaling_sweep(base: Module, task: FruitTask, ranks=(1, 4, 16, 64), alpha: fl
     for rule in rules:
         runs = [finetune(base, task, r=r, alpha=alpha, lr=lr, epochs=epochs, target_modules=target_modules,
                          use_rslora=SCALING_RULES[rule], seed=seed) for r in ranks]
-        scales = [alpha / r ** (0.5 if SCALING_RULES[rule] else 1.0) for r in ranks]
+        scales = [lora_scaling(r, alpha, SCALING_RULES[rule]) for r in ranks]
         out[rule] = ScalingSweep(rule, alpha, lr, list(ranks), scales, [res.history.step_loss for res in runs],
                                  [res.history.epoch_loss for res in runs], [res.accuracy for res in runs])
     return out

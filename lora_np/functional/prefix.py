@@ -17,10 +17,8 @@ With ``p = 0`` every function here computes exactly what :func:`attention_forwar
 """
 from __future__ import annotations
 
-import math
-
 from ..backend import get_array_module
-from .sequence import merge_heads, softmax_backward, split_heads
+from .sequence import attention_backward, attention_forward, causal_mask
 
 
 def prefix_concat_forward(x, P):
@@ -39,47 +37,30 @@ def prefix_causal_mask(T: int, p: int, xp):
     """(T, p + T) booleans, True where query i may look at key j: every prefix slot (j < p) and
     every token up to itself (j − p ≤ i). It is :func:`causal_mask` with p columns of True in front.
     """
-    return xp.tril(xp.ones((T, p + T), dtype=bool), k=p)                   # (T, p + T)
+    return causal_mask(T, xp, p + T)                                       # (T, p + T)
 
 
 def prefix_attention_forward(q, k, v, P_k, P_v, n_heads: int, causal: bool = False):
     """Multi-head attention of q over the keys and values with a prefix in front.
 
-    q, k, v: (B, T, d) already projected;  P_k, P_v: (p, d).  Per head:
-        K' = [P_k; K],  V' = [P_v; V],  S = Q K'ᵀ / √dh: (T, p + T),
-        P = softmax(S) (masked by :func:`prefix_causal_mask` if causal),  O = P V'.
-    Returns the heads concatenated, (B, T, d), and the cache for the backward pass.
+    q, k, v: (B, T, d) already projected;  P_k, P_v: (p, d).  K' = [P_k; K], V' = [P_v; V], then
+    :func:`attention_forward` with T queries and p + T keys: per head S = Q K'ᵀ / √dh: (T, p + T),
+    P = softmax(S) (masked by :func:`prefix_causal_mask` if causal), O = P V'.
+    Returns the heads concatenated, (B, T, d), and the cache: attention's ``(Q, K', V', P, scale)``, then p.
     """
-    xp = get_array_module(q)
     kk, p = prefix_concat_forward(k, P_k)                                  # (B, p + T, d)
     vv, _ = prefix_concat_forward(v, P_v)                                  # (B, p + T, d)
-    Q, K, Vh = split_heads(q, n_heads), split_heads(kk, n_heads), split_heads(vv, n_heads)
-    scale = 1.0 / math.sqrt(Q.shape[-1])                                   # Q: (B, H, T, dh), K, Vh: (B, H, p + T, dh)
-    S = (Q @ K.transpose(0, 1, 3, 2)) * scale                              # (B, H, T, p + T)
-    if causal:
-        S = xp.where(prefix_causal_mask(S.shape[-2], p, xp), S, -xp.inf)   # (B, H, T, p + T)
-    S = S - S.max(axis=-1, keepdims=True)                                  # (B, H, T, p + T) stable
-    E = xp.exp(S)                                                          # (B, H, T, p + T) masked -> 0
-    P = E / E.sum(axis=-1, keepdims=True)                                  # (B, H, T, p + T)
-    O = P @ Vh                                                             # (B, H, T, dh)
-    return merge_heads(O), (Q, K, Vh, P, scale, p)
+    heads, cache = attention_forward(q, kk, vv, n_heads, causal)           # (B, T, d)
+    return heads, cache + (p,)
 
 
 def prefix_attention_backward(dout, cache):
-    """The attention backward over the extended keys, then the concatenation's backward:
+    """Attention's backward over the extended keys (:func:`attention_backward`), then the
+    concatenation's: dk = dK'[:, p:],  dP_k = Σ_batch dK'[:, :p]  (and the same for v and P_v).
 
-        dV' = Pᵀ dO,  dP = dO V'ᵀ,  dS = softmax_backward(dP, P),  dQ = dS K' · scale,  dK' = dSᵀ Q · scale;
-        dk = dK'[:, p:],  dP_k = Σ_batch dK'[:, :p]   (and the same for v and P_v).
-
-    Masked entries have P = 0, hence dS = 0 there. Returns (dq, dk, dv, dP_k, dP_v).
+    Returns (dq, dk, dv, dP_k, dP_v).
     """
-    Q, K, Vh, P, scale, p = cache
-    dO = split_heads(dout, Q.shape[1])                                     # (B, H, T, dh)
-    dV = P.transpose(0, 1, 3, 2) @ dO                                      # (B, H, p + T, dh)
-    dP = dO @ Vh.transpose(0, 1, 3, 2)                                     # (B, H, T, p + T)
-    dS = softmax_backward(dP, P)                                           # (B, H, T, p + T)
-    dQ = (dS @ K) * scale                                                  # (B, H, T, dh)
-    dK = (dS.transpose(0, 1, 3, 2) @ Q) * scale                            # (B, H, p + T, dh)
-    dk, dP_k = prefix_concat_backward(merge_heads(dK), p)                  # (B, T, d), (p, d)
-    dv, dP_v = prefix_concat_backward(merge_heads(dV), p)                  # (B, T, d), (p, d)
-    return merge_heads(dQ), dk, dv, dP_k, dP_v
+    dq, dkk, dvv = attention_backward(dout, cache[:-1])                    # (B, T, d), (B, p + T, d) ×2
+    dk, dP_k = prefix_concat_backward(dkk, cache[-1])                      # (B, T, d), (p, d)
+    dv, dP_v = prefix_concat_backward(dvv, cache[-1])                      # (B, T, d), (p, d)
+    return dq, dk, dv, dP_k, dP_v

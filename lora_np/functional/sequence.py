@@ -98,26 +98,30 @@ def merge_heads(x):
     return x.transpose(0, 2, 1, 3).reshape(B, T, H * dh)
 
 
-def causal_mask(T: int, xp):
-    """(T, T) booleans, True where query i may look at key j (j ≤ i)."""
-    return xp.tril(xp.ones((T, T), dtype=bool))
+def causal_mask(T: int, xp, n_keys: int | None = None):
+    """(T, n_keys) booleans, True where query i may look at key j. With n_keys = T (the default):
+    j ≤ i. With more keys than queries, the first n_keys − T keys come before every query (a
+    prefix: :mod:`lora_np.functional.prefix`) and are visible to all of them: j − (n_keys − T) ≤ i."""
+    n_keys = T if n_keys is None else n_keys
+    return xp.tril(xp.ones((T, n_keys), dtype=bool), k=n_keys - T)
 
 
 def attention_forward(q, k, v, n_heads: int, causal: bool = False):
-    """Multi-head scaled dot-product attention on already projected q, k, v: (B, T, d).
+    """Multi-head scaled dot-product attention on already projected q: (B, T, d) and k, v: (B, Tk, d).
 
-    Per head:  S = Q Kᵀ / √dh,  P = softmax(S) (masked to j ≤ i if causal),  O = P V.
+    Per head:  S = Q Kᵀ / √dh,  P = softmax(S) (masked by :func:`causal_mask` if causal),  O = P V.
+    Usually Tk = T; prefix tuning puts Tk − T extra keys in front (Tk > T).
     Returns the heads concatenated, (B, T, d); the output projection is a separate Linear.
     """
     xp = get_array_module(q)
-    Q, K, Vh = split_heads(q, n_heads), split_heads(k, n_heads), split_heads(v, n_heads)  # (B, H, T, dh)
+    Q, K, Vh = split_heads(q, n_heads), split_heads(k, n_heads), split_heads(v, n_heads)  # (B, H, T | Tk, dh)
     scale = 1.0 / math.sqrt(Q.shape[-1])
-    S = (Q @ K.transpose(0, 1, 3, 2)) * scale                            # (B, H, T, T)
+    S = (Q @ K.transpose(0, 1, 3, 2)) * scale                            # (B, H, T, Tk)
     if causal:
-        S = xp.where(causal_mask(S.shape[-1], xp), S, -xp.inf)           # (B, H, T, T)
-    S = S - S.max(axis=-1, keepdims=True)                                # (B, H, T, T) stable
-    E = xp.exp(S)                                                        # (B, H, T, T) masked -> 0
-    P = E / E.sum(axis=-1, keepdims=True)                                # (B, H, T, T)
+        S = xp.where(causal_mask(S.shape[-2], xp, S.shape[-1]), S, -xp.inf)   # (B, H, T, Tk)
+    S = S - S.max(axis=-1, keepdims=True)                                # (B, H, T, Tk) stable
+    E = xp.exp(S)                                                        # (B, H, T, Tk) masked -> 0
+    P = E / E.sum(axis=-1, keepdims=True)                                # (B, H, T, Tk)
     O = P @ Vh                                                           # (B, H, T, dh)
     return merge_heads(O), (Q, K, Vh, P, scale)
 
@@ -132,11 +136,11 @@ def attention_backward(dout, cache):
     """
     Q, K, Vh, P, scale = cache
     dO = split_heads(dout, Q.shape[1])                                   # (B, H, T, dh)
-    dV = P.transpose(0, 1, 3, 2) @ dO                                    # (B, H, T, dh)
-    dP = dO @ Vh.transpose(0, 1, 3, 2)                                   # (B, H, T, T)
-    dS = softmax_backward(dP, P)                                         # (B, H, T, T)
+    dV = P.transpose(0, 1, 3, 2) @ dO                                    # (B, H, Tk, dh)
+    dP = dO @ Vh.transpose(0, 1, 3, 2)                                   # (B, H, T, Tk)
+    dS = softmax_backward(dP, P)                                         # (B, H, T, Tk)
     dQ = (dS @ K) * scale                                                # (B, H, T, dh)
-    dK = (dS.transpose(0, 1, 3, 2) @ Q) * scale                          # (B, H, T, dh)
+    dK = (dS.transpose(0, 1, 3, 2) @ Q) * scale                          # (B, H, Tk, dh)
     return merge_heads(dQ), merge_heads(dK), merge_heads(dV)
 
 

@@ -145,10 +145,12 @@ class RandomSubspace(Module):
         lam_full = self.lam.data[self._tensor_of] if self.said else None              # (D,)
         return u, lam_full
 
+    def _theta(self, u, lam_full):
+        return self._theta0 + (u if lam_full is None else lam_full * u)               # (D,)
+
     def theta(self):
         """θ = θ₀ + P z  (θ₀ + λ̃ ⊙ P z with SAID), (D,)."""
-        u, lam_full = self._update()
-        return self._theta0 + (u if lam_full is None else lam_full * u)               # (D,)
+        return self._theta(*self._update())
 
     def _write(self, theta) -> None:
         for (start, stop, shape), p in zip(self._slices, self._params):
@@ -157,7 +159,7 @@ class RandomSubspace(Module):
     def forward(self, x):
         """Write θ₀ + P z into the wrapped model, then run it on x."""
         u, lam_full = self._update()                                                  # (D,), (D,) | None
-        self._write(self._theta0 + (u if lam_full is None else lam_full * u))         # (D,)
+        self._write(self._theta(u, lam_full))                                         # (D,)
         self._model.zero_grad()
         self._cache = (u, lam_full)
         return self._model(x)

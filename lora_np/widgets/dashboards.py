@@ -32,6 +32,17 @@ def _show(fig, dpi: int = 90) -> None:
     display(Image(data=buf.getvalue(), format="png"))
 
 
+def _choice_slider(where: str, arg: str, value, options, name: str, description: str):
+    """A ``SelectionSlider`` over positive integer ``options`` starting at ``value``; both are checked
+    with errors that name the dashboard (``where``) and the argument."""
+    options = tuple(options)
+    if not options or not all(isinstance(k, int) and not isinstance(k, bool) and k > 0 for k in options):
+        raise ValueError(f"{where}: {name} must be positive integers, got {options!r}")
+    if value not in options:
+        raise ValueError(f"{where}: {arg}={value!r} must be one of {name}={options}")
+    return widgets.SelectionSlider(options=options, value=value, description=description, continuous_update=False)
+
+
 class Dashboard(widgets.VBox):
     """A slider above an output area, plus the kernel-side ``history`` of every redraw."""
 
@@ -137,15 +148,9 @@ class LoraRankExplorer(Dashboard):
     """
 
     def __init__(self, base, task, ranks=(1, 2, 4, 8, 16), r: int = 4, epochs: int = 30, **finetune_kwargs):
-        ranks = tuple(ranks)
-        if not ranks or not all(isinstance(k, int) and not isinstance(k, bool) and k > 0 for k in ranks):
-            raise ValueError(f"lora_rank_explorer: ranks must be positive integers, got {ranks!r}")
-        if r not in ranks:
-            raise ValueError(f"lora_rank_explorer: r={r!r} must be one of ranks={ranks}")
+        slider = _choice_slider("lora_rank_explorer", "r", r, ranks, "ranks", "LoRA rank r")
         self.base, self.task, self.epochs, self.kwargs = base, task, epochs, finetune_kwargs
         self.results = {}
-        slider = widgets.SelectionSlider(options=ranks, value=r, description="LoRA rank r",
-                                         continuous_update=False)
         targets = finetune_kwargs.get("target_modules", DEFAULT_TARGETS)
         super().__init__(slider, f"LoRA fine-tuning on the shifted fruit (adapting {', '.join(targets)})")
         self.redraw(r)

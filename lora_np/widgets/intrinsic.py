@@ -2,13 +2,11 @@
 about 0.1-0.3 s) and cached, and the accuracy-against-d curve grows as the learner explores."""
 from __future__ import annotations
 
-import ipywidgets as widgets
-
 from ..experiments.intrinsic import DIMS, LEVEL, IntrinsicSweep, _check_dims, subspace_finetune
 from ..experiments.finetune import finetune
 from ..train import evaluate
 from ..viz.intrinsic import plot_intrinsic_sweep
-from .dashboards import Dashboard, _figure, _show
+from .dashboards import Dashboard, _choice_slider, _figure, _show
 
 
 class IntrinsicDimensionExplorer(Dashboard):
@@ -22,8 +20,7 @@ class IntrinsicDimensionExplorer(Dashboard):
     def __init__(self, base, task, dims=DIMS, d: int = 64, said: bool = False, seed: int = 0,
                  sweep: IntrinsicSweep | None = None, **subspace_kwargs):
         dims = _check_dims(dims)
-        if d not in dims:
-            raise ValueError(f"intrinsic_dimension_explorer: d={d!r} must be one of dims={tuple(dims)}")
+        slider = _choice_slider("intrinsic_dimension_explorer", "d", d, dims, "dims", "subspace d")
         if sweep is not None and not isinstance(sweep, IntrinsicSweep):
             raise TypeError(f"intrinsic_dimension_explorer: sweep must be an IntrinsicSweep or None, "
                             f"got {type(sweep).__name__}")
@@ -41,7 +38,6 @@ class IntrinsicDimensionExplorer(Dashboard):
         self.full_accuracy = (sweep.full_accuracy if sweep is not None
                               else finetune(base, task, r=None, seed=seed).accuracy)
         self.before = evaluate(base, *task.shift_test)["accuracy"]
-        slider = widgets.SelectionSlider(options=dims, value=d, description="subspace d", continuous_update=False)
         kind = "SAID (a learned scale per tensor)" if said else "random subspace"
         super().__init__(slider, f"Fine-tuning with d trained numbers: θ = θ₀ + P z ({kind}, D = {self.D:,})")
         self.redraw(d)

@@ -7,13 +7,11 @@ the trainable parameters and the latency side by side. Sizes already measured ar
 """
 from __future__ import annotations
 
-import ipywidgets as widgets
-
 from .. import backend
 from ..experiments.peft_methods import peft_costs
 from ..models import ViTClassifier
 from ..viz.peft_methods import plot_peft_latency, plot_peft_params
-from .dashboards import Dashboard, _figure, _show
+from .dashboards import Dashboard, _choice_slider, _figure, _show
 
 
 class PeftCostExplorer(Dashboard):
@@ -29,15 +27,9 @@ class PeftCostExplorer(Dashboard):
             raise TypeError(f"peft_cost_explorer: base must be a ViTClassifier, got {type(base).__name__}")
         if not backend.is_array(x):
             raise TypeError("peft_cost_explorer: x must be an array of images (use lora_np.backend.asarray)")
-        sizes = tuple(sizes)
-        if not sizes or not all(isinstance(k, int) and not isinstance(k, bool) and k > 0 for k in sizes):
-            raise ValueError(f"peft_cost_explorer: sizes must be positive integers, got {sizes!r}")
-        if size not in sizes:
-            raise ValueError(f"peft_cost_explorer: size={size!r} must be one of sizes={sizes}")
+        slider = _choice_slider("peft_cost_explorer", "size", size, sizes, "sizes", "size k")
         self.base, self.x, self.repeats, self.kwargs = base, x, repeats, cost_kwargs
         self.costs = {}
-        slider = widgets.SelectionSlider(options=sizes, value=size, description="size k",
-                                         continuous_update=False)
         super().__init__(slider, "LoRA rank r = adapter bottleneck m = prefix length p = k: "
                                  "what each method trains and what it costs per forward pass")
         self.redraw(size)

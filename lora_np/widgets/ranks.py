@@ -2,10 +2,8 @@
 accuracy, loss and parameter-count curves (the sweep is trained once, so the slider is instant)."""
 from __future__ import annotations
 
-import ipywidgets as widgets
-
 from ..viz.ranks import plot_planted_sweep
-from .dashboards import Dashboard, _figure, _show
+from .dashboards import Dashboard, _choice_slider, _figure, _show
 
 
 class RankSweepExplorer(Dashboard):
@@ -15,14 +13,11 @@ class RankSweepExplorer(Dashboard):
         if not hasattr(sweep, "ranks") or not hasattr(sweep, "at"):
             raise TypeError(f"rank_sweep_explorer: sweep must be a PlantedRankSweep "
                             f"(lora_np.experiments.ranks.planted_rank_sweep), got {type(sweep).__name__}")
-        r = sweep.k if r is None else r
-        if r not in sweep.ranks:
-            raise ValueError(f"rank_sweep_explorer: r={r!r} must be one of the swept ranks {sweep.ranks}")
+        slider = _choice_slider("rank_sweep_explorer", "r", sweep.k if r is None else r, sweep.ranks,
+                                "sweep.ranks", "LoRA rank r")
         self.sweep = sweep
-        slider = widgets.SelectionSlider(options=sweep.ranks, value=r, description="LoRA rank r",
-                                         continuous_update=False)
         super().__init__(slider, f"Rank sweep on a shift of planted rank k = {sweep.k}")
-        self.redraw(r)
+        self.redraw(slider.value)
 
     def _draw(self, r) -> dict:
         record = self.sweep.at(r)
