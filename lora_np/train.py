@@ -91,6 +91,15 @@ def confusion_matrix(y_true, y_pred, n_classes: int):
     return C
 
 
+def progress_bar(iterable, enabled: bool, desc: str, total: int | None = None):
+    """``iterable`` wrapped in a tqdm bar (the notebook widget in Jupyter, text in a terminal) when
+    ``enabled``, else ``iterable`` itself. For long runs: pretraining, sweeps, the demo."""
+    if not enabled:
+        return iterable
+    from tqdm.auto import tqdm
+    return tqdm(iterable, desc=desc, total=total, leave=False)
+
+
 def fit(model: Module, optimizer, X, y, epochs: int = 10, batch_size: int = 64, val=None,
         callbacks=(), seed: int = 0, progress: bool = False) -> History:
     """Train with mini-batch gradient descent on softmax cross-entropy; return the History.

@@ -22,7 +22,7 @@ from lora_np.gradcheck import weighted_sum as scalar
 from lora_np.lora import trainable_report
 from lora_np.models import MLP, TransformerConfig, TransformerLM, ViTClassifier
 from lora_np.nn import SoftmaxCrossEntropy
-from lora_np.nn.adapter_layers import BottleneckAdapter, bottleneck_adapters, insert_adapter_layers
+from lora_np.nn.bottleneck import BottleneckAdapter, bottleneck_adapters, insert_adapter_layers
 from lora_np.nn.attention import MultiHeadAttention
 from lora_np.nn.prefix import PrefixAttention, add_prefix_tuning, prefix_layers, set_prefix_enabled
 from lora_np.optim import Adam

@@ -7,7 +7,7 @@ from .lowrank import (low_rank_approx, lowrank_error_curve, lowrank_param_count,
 
 __all__ += ["low_rank_approx", "lowrank_param_count", "lowrank_error_curve", "singular_values", "relative_error",
             "structured_matrix"]
-from .adapters import (VARIANT_RUNS, Harvest, VariantRun, accuracy_table, blend_accuracy, blend_adapters,
+from .multi_adapter import (VARIANT_RUNS, Harvest, VariantRun, accuracy_table, blend_accuracy, blend_adapters,
                        compare_variants, dora_gradient_gap, finetune_variant, format_accuracy_table,
                        format_variant_table, harvest_of, inference_latency, make_harvest)
 

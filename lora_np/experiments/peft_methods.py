@@ -19,7 +19,7 @@ The classifier head stays frozen in every method (as PEFT does by default and as
 :func:`lora_np.experiments.finetune`): only the method's own parameters are trained, so the three
 are compared on what they add. ``train_head=True`` unfreezes the head for every method alike.
 
-Latency is measured (:func:`lora_np.experiments.adapters.inference_latency`, one image per call by
+Latency is measured (:func:`lora_np.experiments.multi_adapter.inference_latency`, one image per call by
 default); at this size it is mostly Python's cost per operation, so it counts the extra *steps* on
 the forward path more than their arithmetic. ``matmuls`` and ``macs`` count the work exactly.
 """
@@ -34,13 +34,13 @@ from dataclasses import dataclass
 from ..lora import LoraConfig, inject_lora, lora_layers, merge_and_unload, trainable_report
 from ..models import ViTClassifier
 from ..nn import Linear, Module
-from ..nn.adapter_layers import PLACES, BottleneckAdapter, bottleneck_adapters, insert_adapter_layers
+from ..nn.bottleneck import PLACES, BottleneckAdapter, bottleneck_adapters, insert_adapter_layers
 from ..nn.attention import MultiHeadAttention
 from ..nn.lora import LoRALayer
 from ..nn.prefix import PrefixAttention, add_prefix_tuning, prefix_layers
 from ..optim import Adam
 from ..train import History, fit
-from .adapters import inference_latency
+from .multi_adapter import inference_latency
 from .finetune import grape_report
 
 METHODS = ("base", "lora", "lora_merged", "adapters", "prefix", "full")

@@ -1,6 +1,6 @@
 """LoRA at the model level: inject adapters, merge them, count what is trained."""
 from .inject import LoraConfig, build_lora_layers, find_target_layers, inject_lora, lora_layers, merge_lora, unmerge_lora
-from .adapters import load_lora_state_dict, lora_state_dict
+from .state_dict import load_lora_state_dict, lora_state_dict
 from .loraplus import loraplus_param_groups
 from .manager import (active_adapter, adapter_config, adapter_layers, adapters_disabled, add_adapter,
                       add_weighted_adapter, delete_adapter, disable_adapters, enable_adapters, list_adapters,

@@ -12,7 +12,7 @@ from .variants import (VARIANT_CLASSES, DoRALinear, PiSSALinear, VeRALinear, VeR
 
 __all__ += ["DoRALinear", "VeRALinear", "VeRAShared", "PiSSALinear", "pissa_decompose", "pissa_to_lora",
             "make_lora_layer", "VARIANT_CLASSES", "variant_trainable_count"]
-from .adapter_layers import BottleneckAdapter, SublayerWithAdapter, bottleneck_adapters, insert_adapter_layers
+from .bottleneck import BottleneckAdapter, SublayerWithAdapter, bottleneck_adapters, insert_adapter_layers
 from .prefix import PrefixAttention, add_prefix_tuning, prefix_layers, set_prefix_enabled
 
 __all__ += ["BottleneckAdapter", "SublayerWithAdapter", "insert_adapter_layers", "bottleneck_adapters",

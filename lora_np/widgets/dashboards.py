@@ -11,7 +11,7 @@ from IPython.display import Image, display
 from .. import backend, viz
 from ..data.text import guess_style, style_markers
 from ..experiments import finetune, low_rank_approx, lowrank_param_count, relative_error
-from ..experiments.adapters import blend_accuracy
+from ..experiments.multi_adapter import blend_accuracy
 from ..experiments.finetune import DEFAULT_TARGETS
 from ..experiments.styles import sample, use_adapter
 from ..lora import (adapter_layers, disable_adapters, list_adapters, lora_layers, set_adapter,
