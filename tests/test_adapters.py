@@ -149,7 +149,7 @@ def test_bad_names_and_arguments(two):
         add_adapter(model, "x.y", LoraConfig(r=1))
     with pytest.raises(ValueError, match="equal length"):
         add_weighted_adapter(model, ["a", "b"], [1.0], "c")
-    with pytest.raises(ValueError, match="positive integer rank"):
+    with pytest.raises(ValueError, match="rank must be a positive integer"):
         add_weighted_adapter(model, ["a"], [1.0], "c", combination="svd")
     with pytest.raises(ValueError, match="combination"):
         add_weighted_adapter(model, ["a"], [1.0], "c", combination="cat")

@@ -23,7 +23,8 @@ from lora_np import functional as F
 from lora_np.backend import to_device, to_numpy
 from lora_np.data import make_fruit_task, make_image_task
 from lora_np.experiments import finetune, grape_report, pretrain
-from lora_np.lora import LoraConfig, adapter_layers, add_adapter, inject_lora, merge_lora, set_adapter, unmerge_lora
+from lora_np.lora import (LoraConfig, adapter_layers, adapter_state, add_adapter, inject_lora, merge_lora, set_adapter,
+                          unmerge_lora)
 from lora_np.models import MLP, TransformerConfig, TransformerLM, ViTClassifier
 from lora_np.nn import SoftmaxCrossEntropy
 from lora_np.optim import Adam
@@ -164,7 +165,7 @@ def test_to_moves_a_lora_model_with_every_adapter_and_back(backend_name, rng):
     ce(model(backend.asarray(x_host)), backend.asarray(np.arange(6) % 5))
     model.backward(ce.backward())                                     # gradients to move too
     merge_lora(model)                                                 # W0 + ΔW, the backup in _W0
-    reg, other = model._lora, _other(backend_name)
+    reg, other = adapter_state(model), _other(backend_name)
 
     with backend.use_backend(other) as xp:
         assert model.to(other) is model

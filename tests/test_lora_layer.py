@@ -278,9 +278,9 @@ def test_rank_at_break_even_warns(no_warnings):
     LoRALinear(Linear(4, 4), r=1)                                # below: no warning at all
 
 
-@pytest.mark.parametrize("alpha", [0, -1, 0.0, float("nan"), "8", True])
+@pytest.mark.parametrize("alpha", [0, -1, 0.0, float("nan"), float("inf"), "8", True])
 def test_bad_alpha_is_refused(alpha):
-    with pytest.raises(ValueError, match="alpha must be a positive number"):
+    with pytest.raises(ValueError, match="alpha must be a finite positive number"):
         LoRALinear(Linear(6, 4), r=2, alpha=alpha)
 
 
@@ -291,7 +291,7 @@ def test_bad_init_is_refused():
 
 @pytest.mark.parametrize("dropout", [1.0, -0.1, 1.5])
 def test_bad_dropout_is_refused(dropout):
-    with pytest.raises(ValueError, match=r"dropout must be in \[0, 1\)"):
+    with pytest.raises(ValueError, match=r"dropout must be a number in \[0, 1\)"):
         LoRALinear(Linear(6, 4), r=2, dropout=dropout)
 
 

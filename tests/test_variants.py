@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from lora_np import functional as F
 from lora_np.backend import Rng, to_numpy
-from lora_np.gradcheck import check_model_gradients, numerical_gradient, rel_error
+from lora_np.gradcheck import check_model_gradients, cross_entropy, numerical_gradient, rel_error
 from lora_np.lora.loraplus import loraplus_param_groups
 from lora_np.models import MLP
 from lora_np.nn import (DoRALinear, Linear, LoRALayer, LoRALinear, LoRARankWarning, PiSSALinear, SoftmaxCrossEntropy,
@@ -123,11 +123,6 @@ def mlp_with(variant, **kw):
     return model
 
 
-def cross_entropy(labels):
-    ce = SoftmaxCrossEntropy()
-    return lambda logits: (float(ce(logits, labels)), ce.backward())
-
-
 @pytest.mark.parametrize("variant", ["dora", "vera", "pissa"])
 def test_model_gradients_with_each_variant(float64, rng, variant):
     model = mlp_with(variant)
@@ -227,9 +222,10 @@ def test_vera_shares_one_frozen_pair_and_only_trains_vectors(rng):
     assert l1._shared is l2._shared is shared
     assert not to_numpy(l1.vera_lambda_b.data).any() and np.all(to_numpy(l1.vera_lambda_d.data) == np.float32(0.1))
     assert all(n.startswith(("weight", "bias", "vera_lambda")) for n, _ in l2.named_parameters())
-    probe = LoRALayer.__new__(LoRALayer)                         # VeRA sets every field _setup sets
-    probe._setup(1, 1.0, 4, 4, False, "probe")
+    probe = LoRALinear.__new__(LoRALinear)                       # VeRA runs the same _setup as LoRA
+    probe._setup(Linear(4, 4), 1, 1.0, False, "probe")
     assert set(vars(probe)) <= set(vars(l1))
+    assert (l1.alpha, l1.scaling, l1.s) == (1.0, 1.0, 1.0)        # no alpha: the scale is the strength
 
 
 def test_float32_variants_stay_float32(rng):
@@ -274,12 +270,12 @@ def test_loraplus_groups_and_first_adam_step(float64, rng):
 
 @pytest.mark.parametrize("ratio", [0, -1.0, float("nan"), True, "16"])
 def test_loraplus_bad_ratio_is_refused(rng, ratio):
-    with pytest.raises(ValueError, match="ratio must be a positive number"):
+    with pytest.raises(ValueError, match="ratio must be a finite positive number"):
         loraplus_param_groups(lora_mlp(rng), lr=1e-3, ratio=ratio)
 
 
 def test_loraplus_needs_lora_b_and_a_positive_lr(rng):
-    with pytest.raises(ValueError, match="lr must be a positive number"):
+    with pytest.raises(ValueError, match="lr must be a finite positive number"):
         loraplus_param_groups(lora_mlp(rng), lr=0.0)
     with pytest.raises(ValueError, match="no trainable lora_B"):
         loraplus_param_groups(mlp_with("vera"), lr=1e-3)
@@ -313,9 +309,9 @@ def test_bad_variant_arguments_are_refused():
         make_lora_layer(Linear(6, 4), "adalora")
     with pytest.raises(ValueError, match="variant must be one of"):
         variant_trainable_count("ia3", 6, 4, 2)
-    with pytest.raises(ValueError, match="needs vera_shared"):
+    with pytest.raises(TypeError, match="variant 'vera' needs the model's shared matrices"):
         make_lora_layer(Linear(6, 4), "vera", r=2)
-    with pytest.raises(ValueError, match="dropout is supported"):
+    with pytest.raises(ValueError, match="dropout=0.1 is not supported by variant 'dora'"):
         make_lora_layer(Linear(6, 4), "dora", r=2, dropout=0.1)
     with pytest.raises(ValueError, match=re.escape("min(d_in, d_out)")):
         DoRALinear(Linear(6, 4), r=5)

@@ -7,9 +7,7 @@ modules, so every pair can be gradient-checked on its own (``tests/test_gradchec
 Notation: ``G = dL/dy`` is the upstream gradient, shapes are written in comments, ``N`` is the
 number of rows (a batch may carry extra leading axes: ``(..., d)`` works everywhere).
 
-LoRA convention (loralib and PEFT): ``A`` is ``(r, d_in)``, ``B`` is ``(d_out, r)`` and
-``ΔW = s · B @ A`` has the shape of ``W0``, ``(d_out, d_in)``. Raschka's book uses the
-transposed layout (``x @ A @ B`` with ``A: (d_in, r)``); the maths is the same.
+LoRA's own pair is in ``lora``; it builds on ``linear`` and ``dropout`` here.
 """
 from __future__ import annotations
 
@@ -26,8 +24,9 @@ def _rows(x):
 def _mm(x, M):
     """x @ M for x: (..., k) and a matrix M: (k, m) as ONE 2-D matmul, reshaped back to (..., m).
 
-    NumPy's matmul on a stack of matrices times a transposed matrix can miss BLAS and run tens of
-    times slower; flattening the leading axes first always takes the fast path.
+    NumPy's matmul on a stack of matrices times a matrix does not hand the whole stack to one BLAS
+    call; flattening the leading axes first does. Measured on (64, 16, 192) and (32, 64, 256) float32
+    activations (NumPy 2.4, one BLAS thread): the stacked form took 1.4-1.5x as long.
     """
     return (_rows(x) @ M).reshape(x.shape[:-1] + (M.shape[-1],))
 
@@ -56,40 +55,6 @@ def linear_backward(dy, cache, need_weight_grad=True):
     dW = G.T @ _rows(x)                            # (d_out, d_in)
     db = G.sum(axis=0) if has_bias else None       # (d_out,)
     return dx, dW, db
-
-
-# --------------------------------------------------------------------------- LoRA linear
-
-def lora_linear_forward(x, W0, b0, A, B, s, mask=None, p=0.0):
-    """y = x W0ᵀ + b0 + s · (drop(x) Aᵀ) Bᵀ.
-
-    x: (..., d_in)  W0: (d_out, d_in)  A: (r, d_in)  B: (d_out, r)  s = alpha / r (or alpha/√r).
-    ``mask`` is the dropout keep-mask for the LoRA path only (None: no dropout), keep-prob 1 - p.
-    The product is taken as two thin matmuls, never forming B @ A: O(N r (d_in + d_out)) work.
-    """
-    xd = x if mask is None else x * mask / (1.0 - p)   # (..., d_in)  dropout on the LoRA path
-    u = _mm(xd, A.T)                               # (..., r)     the rank-r bottleneck
-    y = _mm(x, W0.T) + s * _mm(u, B.T)             # (..., d_out)
-    if b0 is not None:
-        y = y + b0                                 # (..., d_out)
-    return y, (x, xd, W0, A, B, s, u, mask, p)
-
-
-def lora_linear_backward(dy, cache):
-    """With G = dL/dy and u = drop(x) Aᵀ:
-    dB = s Gᵀ u,   dA = s (G B)ᵀ drop(x),   dx = G W0 + drop'((s G B) A).
-
-    No dW0 and no db0: W0 and b0 are frozen, so their gradients are never formed.
-    """
-    x, xd, W0, A, B, s, u, mask, p = cache
-    gB = s * _mm(dy, B)                            # (..., r)   gradient at the bottleneck
-    dA = _rows(gB).T @ _rows(xd)                   # (r, d_in)
-    dB = s * (_rows(dy).T @ _rows(u))              # (d_out, r)
-    dxd = _mm(gB, A)                               # (..., d_in) through the LoRA path
-    if mask is not None:
-        dxd = dxd * mask / (1.0 - p)               # (..., d_in) back through dropout
-    dx = _mm(dy, W0) + dxd                         # (..., d_in)
-    return dx, dA, dB
 
 
 # --------------------------------------------------------------------------- activations

@@ -22,7 +22,10 @@ from .sequence import attention_backward, attention_forward, causal_mask
 
 
 def prefix_concat_forward(x, P):
-    """y = [P; x] along the token axis, P broadcast over the batch.   x: (B, T, d)  P: (p, d) -> (B, p + T, d)"""
+    """y = [P; x] along the token axis, P broadcast over the batch.
+
+    x: (B, T, d)  P: (p, d)  ->  y: (B, p + T, d)
+    """
     xp = get_array_module(x)
     Pb = xp.broadcast_to(P[None], (x.shape[0],) + tuple(P.shape))         # (B, p, d) one prefix, B views
     return xp.concatenate([Pb, x], axis=1), P.shape[0]                     # (B, p + T, d)

@@ -8,10 +8,7 @@ from __future__ import annotations
 import math
 
 from ..backend import get_array_module
-
-
-def _rows(x):
-    return x.reshape(-1, x.shape[-1])
+from .dense import _rows
 
 
 def one_hot(ids, V: int, dtype):
@@ -34,25 +31,6 @@ def embedding_backward(dy, cache):
     return one_hot(ids, V, dy.dtype).T @ _rows(dy)                       # (V, d)
 
 
-def lora_embedding_forward(ids, W0, A, B, s):
-    """y = W0[ids] + s · (Aᵀ)[ids] Bᵀ, i.e. W = W0 + s (B A)ᵀ.
-
-    loralib's orientation for embeddings: A: (r, V) starts at zero, B: (d, r) is random, so that
-    ΔW = s (B A)ᵀ: (V, d) starts at zero while the gradient of A does not.
-    """
-    u = A.T[ids]                                                         # (…, r)
-    return W0[ids] + s * (u @ B.T), (ids, u, A, B, s)                    # (…, d)
-
-
-def lora_embedding_backward(dy, cache):
-    """With G = dL/dy and u = (Aᵀ)[ids]:  dB = s Gᵀ u,  dA = (s G B)ᵀ onehot(ids).   Returns (dA, dB)."""
-    ids, u, A, B, s = cache
-    du = s * (_rows(dy) @ B)                                             # (N, r)
-    dA = du.T @ one_hot(ids, A.shape[1], dy.dtype)                       # (r, V)
-    dB = s * (_rows(dy).T @ _rows(u))                                    # (d, r)
-    return dA, dB
-
-
 # --------------------------------------------------------------------------- LayerNorm
 
 def layernorm_forward(x, gamma, beta, eps: float = 1e-5):
@@ -68,7 +46,8 @@ def layernorm_forward(x, gamma, beta, eps: float = 1e-5):
 def layernorm_backward(dy, cache):
     """With ĝ = G ⊙ γ:  dx = (1/σ) (ĝ − mean(ĝ) − x̂ · mean(ĝ ⊙ x̂)),  dγ = Σ G ⊙ x̂,  dβ = Σ G.
 
-    The two means remove the directions that normalisation makes invisible (a shift and a scale).
+    The first mean removes the direction normalisation makes invisible, a shift of x; the second
+    removes the scale direction (exactly so only for ε = 0: with ε a rescaled x changes x̂ slightly).
     """
     xhat, rstd, gamma = cache
     g = dy * gamma                                                       # (…, d)
@@ -122,17 +101,18 @@ def attention_forward(q, k, v, n_heads: int, causal: bool = False):
     S = S - S.max(axis=-1, keepdims=True)                                # (B, H, T, Tk) stable
     E = xp.exp(S)                                                        # (B, H, T, Tk) masked -> 0
     P = E / E.sum(axis=-1, keepdims=True)                                # (B, H, T, Tk)
-    O = P @ Vh                                                           # (B, H, T, dh)
-    return merge_heads(O), (Q, K, Vh, P, scale)
+    Y = P @ Vh                                                           # (B, H, T, dh)
+    return merge_heads(Y), (Q, K, Vh, P, scale)
 
 
 def attention_backward(dout, cache):
-    """With dO the upstream gradient per head:
+    """With dO the upstream gradient per head (Vh: the values per head):
     dV = Pᵀ dO,  dP = dO Vᵀ,  dS = softmax_backward(dP, P),  dQ = dS K · scale,  dK = dSᵀ Q · scale.
 
     Masked entries have P = 0, so dS = 0 there: the mask needs no special case in the backward.
     Each row of dS sums to zero (softmax ignores a shift of its inputs), which is why the key
-    projection's bias always gets an exactly zero gradient: it shifts a query's scores uniformly.
+    projection's bias gets a zero gradient, up to rounding (~1e-15): it shifts a query's scores
+    uniformly. (Not so with a prefix in front of the keys: the prefix's scores do not shift.)
     """
     Q, K, Vh, P, scale = cache
     dO = split_heads(dout, Q.shape[1])                                   # (B, H, T, dh)

@@ -85,7 +85,7 @@ def dora_linear_backward(dy, cache, exact=True):
 def vera_linear_forward(x, W0, b0, A, B, lambda_d, lambda_b, s=1.0):
     """VeRA (Kopiczko et al., 2024): frozen random A, B shared by all layers, two trainable vectors.
 
-        ΔW = diag(λ_b) B diag(λ_d) A                         (d_out, d_in)
+        ΔW = s · diag(λ_b) B diag(λ_d) A                     (d_out, d_in)
         y  = x W0ᵀ + b0 + s · (((x Aᵀ) ⊙ λ_d) Bᵀ) ⊙ λ_b        (..., d_out)
 
     A: (r, d_in) and B: (d_out, r) are this layer's slices ``A[:, :d_in]``, ``B[:d_out, :]`` of

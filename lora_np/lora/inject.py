@@ -1,8 +1,9 @@
-"""Adding LoRA to a model in one call, PEFT-style, and reporting what is trainable.
+"""What an adapter is made of: its config, the layers it targets, building and merging them.
 
->>> model = inject_lora(MLP(20, (256, 256), 10), LoraConfig(r=4, lora_alpha=8, target_modules=["fc1", "fc2"]))
->>> print_trainable_parameters(model)
-trainable params: 3,152 || all params: 76,890 || trainable%: 4.0994
+``LoraConfig`` holds PEFT's knobs; :func:`build_lora_layers` makes one LoRA layer per targeted
+layer (with :func:`lora_np.nn.make_lora_layer`); :func:`merge_lora` / :func:`unmerge_lora` fold
+them into W0 and back. Installing them in a model is :mod:`lora_np.lora.manager`'s job
+(``inject_lora``, ``add_adapter``).
 
 A pattern in ``target_modules`` matches a Linear layer whose dotted name equals it, ends with
 ``"." + pattern`` (PEFT's rule: ``"q"`` matches ``blocks.0.attn.q``), or matches it as a
@@ -14,9 +15,8 @@ from __future__ import annotations
 import fnmatch
 from dataclasses import dataclass
 
-from ..nn import Embedding, Linear, LoRAEmbedding, LoRALayer, Module
-from ..nn.variants import VeRAShared, make_lora_layer
-from ..nn.layers import as_rng
+from .. import validate
+from ..nn import Embedding, Linear, LoRAEmbedding, LoRALayer, Module, VeRAShared, as_rng, make_lora_layer
 
 
 @dataclass
@@ -60,11 +60,13 @@ def find_target_layers(model: Module, target_modules=None) -> list[str]:
     candidates = [n for n, m in model.named_modules() if type(m) in (Linear, Embedding)]
     patterns = [target_modules] if isinstance(target_modules, str) else list(target_modules)
     if not patterns or not all(isinstance(p, str) and p for p in patterns):
-        raise ValueError(f"target_modules must be None or a list of non-empty strings, got {target_modules!r}")
+        raise ValueError(validate.message("target_modules", "None or a list of non-empty strings",
+                                          target_modules))
     for p in patterns:
         if not any(_matches(n, p) for n in candidates):
             raise ValueError(f"target_modules: pattern {p!r} matches no Linear layer (nor Embedding); "
-                             f"the Linear layers are {linears}" + (f", the Embedding layers {embeddings}" if embeddings else ""))
+                             f"the Linear layers are {linears}"
+                             + (f", the Embedding layers {embeddings}" if embeddings else ""))
     return [n for n in candidates if any(_matches(n, p) for p in patterns)]
 
 
@@ -74,7 +76,7 @@ def build_lora_layers(model: Module, config: LoraConfig, bases: dict | None = No
     ``bases`` maps paths to the original layers when the model currently shows other adapters there.
     """
     bases = bases or {}
-    names = find_target_layers(_BaseView(model, bases), config.target_modules)
+    names = find_target_layers(BaseView(model, bases), config.target_modules)
     if not names:
         raise ValueError("target_modules selected no Linear layer: the model has none")
     rng, layers = as_rng(config.seed), {}
@@ -86,17 +88,18 @@ def build_lora_layers(model: Module, config: LoraConfig, bases: dict | None = No
     for name in names:
         base = bases.get(name) or model.get_submodule(name)
         if isinstance(base, Embedding):
-            layers[name] = LoRAEmbedding(base, r=config.r, alpha=config.lora_alpha, use_rslora=config.use_rslora,
-                                         rng=rng.spawn(), name=name)
+            layers[name] = LoRAEmbedding(base, r=config.r, alpha=config.lora_alpha,
+                                         use_rslora=config.use_rslora, rng=rng.spawn(), name=name)
         else:
-            layers[name] = make_lora_layer(base, config.variant, config.r, config.lora_alpha,
-                                           use_rslora=config.use_rslora, dropout=config.lora_dropout,
-                                           init=config.init_lora_weights, rng=rng.spawn(), name=name,
-                                           exact_grad=config.dora_exact_grad, vera_shared=shared)
+            options = {"use_rslora": config.use_rslora, "dropout": config.lora_dropout,
+                       "init": config.init_lora_weights, "rng": rng.spawn(),
+                       "exact_grad": config.dora_exact_grad, "vera_shared": shared}
+            layers[name] = make_lora_layer(base, config.variant, config.r, config.lora_alpha, name=name,
+                                           **options)
     return layers
 
 
-class _BaseView:
+class BaseView:
     """The model as if every adapted layer were its base layer (for matching target patterns)."""
 
     def __init__(self, model, bases):
@@ -105,28 +108,6 @@ class _BaseView:
     def named_modules(self):
         for name, m in self.model.named_modules():
             yield name, self.bases.get(name, m)
-
-
-def inject_lora(model: Module, config: LoraConfig | None = None, adapter_name: str = "default", **kwargs) -> Module:
-    """Replace the targeted layers by LoRA layers, freeze everything else, return the model.
-
-    ``inject_lora(model, r=4, target_modules=["fc1"])`` is shorthand for passing a LoraConfig.
-    The model is changed in place (its pretrained W0 arrays are shared, not copied). The adapter
-    is registered under ``adapter_name`` and is active; :mod:`lora_np.lora.manager` adds more.
-    """
-    from .manager import _register_first_adapter
-    if config is None:
-        config = LoraConfig(**kwargs)
-    elif kwargs:
-        raise TypeError("pass either a LoraConfig or keyword arguments, not both")
-    if any(isinstance(m, LoRALayer) for _, m in model.named_modules()):
-        raise ValueError("this model already has LoRA layers; inject into a fresh copy of the base model, "
-                         "or add another adapter with lora_np.lora.add_adapter")
-    layers = build_lora_layers(model, config)
-    model.freeze()
-    _register_first_adapter(model, adapter_name, config, layers)
-    model.lora_config = config
-    return model
 
 
 def lora_layers(model: Module) -> list[tuple[str, LoRALayer]]:

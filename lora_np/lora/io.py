@@ -29,13 +29,22 @@ import tempfile
 import warnings
 import zipfile
 
-import numpy as _host_np   # files are written and read on the host; arrays move with backend.asarray
+import numpy as _host_np  # files are written and read on the host; arrays move with backend.asarray
 
 from .. import backend
-from ..nn import Embedding, Linear, LoRAEmbedding, LoRALayer, Parameter
-from ..nn.variants import VARIANT_CLASSES
-from .inject import LoraConfig, _BaseView, find_target_layers, inject_lora
-from .manager import active_adapter, add_adapter, adapter_config, adapter_layers, delete_adapter
+from ..nn import VARIANT_CLASSES, Embedding, Linear, LoRAEmbedding, LoRALayer, Parameter
+from .inject import BaseView, LoraConfig, find_target_layers
+from .manager import (
+    active_adapter,
+    adapter_config,
+    adapter_layers,
+    adapter_state,
+    add_adapter,
+    base_modules,
+    delete_adapter,
+    inject_lora,
+    unload,
+)
 
 FORMAT_VERSION = 1
 CONFIG_NAME, TENSORS_NAME = "adapter_config.json", "adapter.npz"
@@ -98,13 +107,14 @@ def sha256_array(a) -> str:
 def _base_parameters(model) -> dict:
     """``{name: Parameter}`` of the model as if no adapter were there: every adapted layer is
     replaced by its base layer (so PiSSA's residual weight and the LoRA tensors are not included)."""
-    reg = getattr(model, "_lora", None)
+    reg = adapter_state(model)
     bases = reg.bases if reg is not None else {}
     params = {}
     for path, module in model.named_modules():
         if isinstance(module, LoRALayer):
             if module.merged:
-                raise RuntimeError(f"{path}: an adapter is merged into the weights; call unmerge_lora(model) first")
+                raise RuntimeError(f"{path}: an adapter is merged into the weights; call unmerge_lora(model) "
+                                   "first")
             src = bases.get(path)
             own = (src._children() if src is not None else
                    ((n, p) for n, p in module._children() if n not in module.adapter_tensors))
@@ -121,14 +131,15 @@ def base_model_fingerprint(model) -> str:
     h = hashlib.sha256()
     for name, p in sorted(_base_parameters(model).items()):
         a = backend.to_numpy(p.data)
-        h.update(f"{name}\0{tuple(a.shape)}\0{a.dtype.str}\0".encode("utf-8"))
+        h.update(f"{name}\0{tuple(a.shape)}\0{a.dtype.str}\0".encode())
         h.update(_host_np.ascontiguousarray(a).tobytes())
     return h.hexdigest()
 
 
 # --------------------------------------------------------------------------- save
 
-def _uniform(layers: dict, attr: str, adapter: str):
+def adapter_attribute(layers: dict, attr: str, adapter: str):
+    """The one value of ``attr`` (r, alpha, ...) that every layer of an adapter shares, or a ValueError."""
     values = {getattr(layer, attr) for layer in layers.values()}
     if len(values) != 1:
         raise ValueError(f"adapter {adapter!r}: its layers differ in {attr} ({sorted(values)}); this format "
@@ -142,14 +153,15 @@ def save_adapter(model, directory, adapter_name: str | None = None) -> str:
     if name is None:
         raise ValueError("save_adapter: the model has no active adapter; pass adapter_name")
     layers = adapter_layers(model, name)
-    r, alpha = _uniform(layers, "r", name), _uniform(layers, "alpha", name)
+    r, alpha = adapter_attribute(layers, "r", name), adapter_attribute(layers, "alpha", name)
     config = adapter_config(model, name) or LoraConfig(r=r, lora_alpha=alpha)      # None: a combination
-    use_rslora = bool(_uniform(layers, "use_rslora", name))
+    use_rslora = bool(adapter_attribute(layers, "use_rslora", name))
     fingerprint = base_model_fingerprint(model)
     tensors, layer_info = {}, {}
     for path, layer in layers.items():
         if layer.merged:
-            raise RuntimeError(f"{path}: adapter {name!r} is merged into the weights; call unmerge_lora(model) first")
+            raise RuntimeError(f"{path}: adapter {name!r} is merged into the weights; call "
+                               "unmerge_lora(model) first")
         own = {n: backend.to_numpy(p.data).copy() for n, p in layer.adapter_parameters().items()}
         layer_info[path] = {
             "kind": "embedding" if isinstance(layer, LoRAEmbedding) else "linear",
@@ -208,12 +220,14 @@ def read_npz(path: str) -> dict:
             finally:
                 z.close()
         except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as err:
-            raise ValueError(f"{path} is truncated or corrupted and cannot be read ({type(err).__name__}: {err}); "
+            raise ValueError(f"{path} is truncated or corrupted and cannot be read ({type(err).__name__}: "
+                             f"{err}); "
                              "save the adapter again") from err
 
 
 def check_tensors(tensors: dict, expected: dict, path: str) -> None:
-    """Names, shapes, dtypes and SHA-256 of ``tensors`` against ``expected[name] = {shape, dtype, sha256}``."""
+    """Names, shapes, dtypes and SHA-256 of ``tensors`` against ``expected[name] = {shape, dtype, sha256}``.
+    """
     missing, extra = sorted(set(expected) - set(tensors)), sorted(set(tensors) - set(expected))
     if missing:
         raise ValueError(f"{path}: missing tensors {missing} (the config lists them)")
@@ -222,19 +236,23 @@ def check_tensors(tensors: dict, expected: dict, path: str) -> None:
     for k, spec in expected.items():
         a = tensors[k]
         if list(a.shape) != list(spec["shape"]):
-            raise ValueError(f"{path}: tensor {k} has the wrong shape: expected {tuple(spec['shape'])}, got {tuple(a.shape)}")
+            raise ValueError(f"{path}: tensor {k} has the wrong shape: expected {tuple(spec['shape'])}, got "
+                             f"{tuple(a.shape)}")
         if str(a.dtype) != spec["dtype"]:
-            raise ValueError(f"{path}: tensor {k} has the wrong dtype: expected {spec['dtype']}, got {a.dtype}")
+            raise ValueError(f"{path}: tensor {k} has the wrong dtype: expected {spec['dtype']}, got "
+                             f"{a.dtype}")
     for k, spec in expected.items():
         if sha256_array(tensors[k]) != spec["sha256"]:
-            raise ValueError(f"{path}: tensor {k} is corrupted: its SHA-256 checksum does not match the config's")
+            raise ValueError(f"{path}: tensor {k} is corrupted: its SHA-256 checksum does not match the "
+                             "config's")
 
 
 def _read_config(directory) -> dict:
     meta = read_json(os.path.join(directory, CONFIG_NAME))
     version = meta.get("format_version")
     if version is None:
-        raise ValueError(f"{os.path.join(directory, CONFIG_NAME)}: missing format_version; not a lora_np adapter")
+        raise ValueError(f"{os.path.join(directory, CONFIG_NAME)}: missing format_version; not a lora_np "
+                         "adapter")
     if version != FORMAT_VERSION:
         raise ValueError(f"{os.path.join(directory, CONFIG_NAME)}: unknown format_version {version!r}; this "
                          f"lora_np reads format_version {FORMAT_VERSION}")
@@ -243,7 +261,8 @@ def _read_config(directory) -> dict:
         if key not in meta:
             raise ValueError(f"{os.path.join(directory, CONFIG_NAME)}: missing {key!r}")
     if meta["library_version"] != _library_version():
-        warnings.warn(f"adapter saved with lora_np {meta['library_version']}, loading with {_library_version()}",
+        warnings.warn(f"adapter saved with lora_np {meta['library_version']}, loading with "
+                      f"{_library_version()}",
                       UserWarning, stacklevel=3)
     return meta
 
@@ -255,22 +274,23 @@ def attach_adapter(model, name: str, config: LoraConfig, kinds: dict, tensors: d
     A model without adapters gets it through :func:`inject_lora` (and it is active); a model
     that has adapters gets it through :func:`add_adapter` (not activated, as in PEFT).
     """
-    reg = getattr(model, "_lora", None)
+    reg = adapter_state(model)
     if reg is not None and name in reg.adapters:
         raise ValueError(f"an adapter named {name!r} already exists on the model; pass another adapter_name")
-    bases = reg.bases if reg is not None else {}
-    view = _BaseView(model, bases)
-    modules = dict(view.named_modules())
+    view = BaseView(model, reg.bases if reg is not None else {})
+    modules = base_modules(model)
     for path, kind in kinds.items():
         module = modules.get(path)
         if type(module) not in (Linear, Embedding):
-            raise ValueError(f"the adapter adapts {path!r}, which is not a Linear or Embedding layer of this model")
+            raise ValueError(f"the adapter adapts {path!r}, which is not a Linear or Embedding layer of this "
+                             "model")
         if (kind == "embedding") != (type(module) is Embedding):
             raise ValueError(f"the adapter adapts {path!r} as a {kind} layer, but the model has a "
                              f"{type(module).__name__} there")
     selected = find_target_layers(view, list(kinds))
     if sorted(selected) != sorted(kinds):
-        raise ValueError(f"the adapter's layer paths {sorted(kinds)} also select {sorted(set(selected) - set(kinds))} "
+        raise ValueError(f"the adapter's layer paths {sorted(kinds)} also select "
+                         f"{sorted(set(selected) - set(kinds))} "
                          "in this model (target_modules match by suffix), so it cannot be rebuilt exactly")
     flags = {n: p.trainable for n, p in model.named_parameters()}
     if reg is None:
@@ -286,18 +306,20 @@ def attach_adapter(model, name: str, config: LoraConfig, kinds: dict, tensors: d
             for tname, p in params.items():
                 a = tensors[path][tname]
                 if tuple(a.shape) != tuple(p.shape) or a.dtype != p.dtype:
-                    raise ValueError(f"{path}.{tname}: this model expects shape {tuple(p.shape)} and dtype {p.dtype}, "
+                    raise ValueError(f"{path}.{tname}: this model expects shape {tuple(p.shape)} and dtype "
+                                     f"{p.dtype}, "
                                      f"got {tuple(a.shape)} and {a.dtype}")
             for tname, p in params.items():
                 p.data = backend.asarray(tensors[path][tname], dtype=tensors[path][tname].dtype)
             if strengths:
                 layer.strength = strengths[path]
     except BaseException:                   # leave the model as it was: no half-loaded adapter
-        delete_adapter(model, name)
         if reg is None:
-            del model._lora, model.lora_config
+            unload(model)
             for n, p in model.named_parameters():
                 p.trainable = flags.get(n, p.trainable)
+        else:
+            delete_adapter(model, name)
         raise
 
 
@@ -309,27 +331,33 @@ def load_adapter(model, directory, adapter_name: str | None = None) -> str:
     """
     meta = _read_config(directory)
     name = adapter_name if adapter_name is not None else meta["adapter_name"]
-    reg = getattr(model, "_lora", None)
+    reg = adapter_state(model)
     if reg is not None and name in reg.adapters:
         raise ValueError(f"an adapter named {name!r} already exists on the model; pass another adapter_name")
     fingerprint = base_model_fingerprint(model)
     if fingerprint != meta["base_model_fingerprint"]:
-        raise ValueError(f"adapter was trained on another base model: fingerprint {meta['base_model_fingerprint']} "
-                         f"!= {fingerprint} (this model's; it differs in a parameter's name, shape, dtype or values)")
+        raise ValueError("adapter was trained on another base model: fingerprint "
+                         f"{meta['base_model_fingerprint']} "
+                         f"!= {fingerprint} (this model's; it differs in a parameter's name, shape, dtype or "
+                         "values)")
     variant = meta.get("variant", "lora")
     if variant not in VARIANT_CLASSES:
-        raise ValueError(f"{os.path.join(directory, CONFIG_NAME)}: variant {variant!r} cannot be loaded by this "
+        raise ValueError(f"{os.path.join(directory, CONFIG_NAME)}: variant {variant!r} cannot be loaded by "
+                         "this "
                          f"lora_np; it knows the variants {tuple(VARIANT_CLASSES)}")
     layers = meta["layers"]
     listed = {f"{path}.{t}" for path, info in layers.items() for t in info["tensors"]}
     if listed != set(meta["tensors"]):
-        raise ValueError(f"{os.path.join(directory, CONFIG_NAME)}: the config is inconsistent: its layers list "
-                         f"tensors {sorted(listed ^ set(meta['tensors']))} that its tensor table does not, or vice versa")
+        raise ValueError(f"{os.path.join(directory, CONFIG_NAME)}: the config is inconsistent: its layers "
+                         "list "
+                         f"tensors {sorted(listed ^ set(meta['tensors']))} that its tensor table does not, "
+                         "or vice versa")
     for path, info in layers.items():
         built = "lora" if info.get("kind") == "embedding" else variant     # embeddings are plain LoRA
         if info.get("variant", "lora") != built:
             raise ValueError(f"{os.path.join(directory, CONFIG_NAME)}: layer {path!r} is saved as variant "
-                             f"{info.get('variant')!r}, but the adapter's variant {variant!r} builds {built!r}")
+                             f"{info.get('variant')!r}, but the adapter's variant {variant!r} builds "
+                             f"{built!r}")
     npz_path = os.path.join(directory, TENSORS_NAME)
     flat = read_npz(npz_path)
     check_tensors(flat, meta["tensors"], npz_path)

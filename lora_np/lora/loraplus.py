@@ -14,16 +14,8 @@ their own rate; this follows the paper's rule for A and B only.)
 """
 from __future__ import annotations
 
-import math
-import numbers
-
+from .. import validate
 from ..nn import Module
-
-
-def _positive(name, value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value <= 0:
-        raise ValueError(f"loraplus_param_groups: {name} must be a positive number, got {value!r}")
-    return float(value)
 
 
 def loraplus_param_groups(model: Module, lr: float, ratio: float = 16.0) -> list[dict]:
@@ -34,7 +26,8 @@ def loraplus_param_groups(model: Module, lr: float, ratio: float = 16.0) -> list
     """
     if not isinstance(model, Module):
         raise TypeError(f"loraplus_param_groups: model must be a Module, got {type(model).__name__}")
-    lr, ratio = _positive("lr", lr), _positive("ratio", ratio)
+    where = "loraplus_param_groups"
+    lr, ratio = validate.positive_number(lr, "lr", where), validate.positive_number(ratio, "ratio", where)
     trainable = [(n, p) for n, p in model.named_parameters() if p.trainable]
     b_params = [p for n, p in trainable if n.endswith("lora_B")]
     others = [p for n, p in trainable if not n.endswith("lora_B")]

@@ -1,4 +1,5 @@
-"""Several named adapters on one frozen base model — PEFT's adapter management, in plain code.
+"""Adapters on a model: inject the first, add more, switch, combine, unload — PEFT's adapter
+management, in plain code.
 
 Each adapter is its own set of LoRA layers (one object per adapted layer), all sharing the base's
 frozen W0 Parameters. The model tree shows the *active* adapter's layers; switching swaps layer
@@ -18,14 +19,15 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass, field
 
-from .. import backend
+from .. import backend, validate
 from ..nn import Embedding, LoRAEmbedding, LoRALayer, LoRALinear, Module
-from .inject import LoraConfig, build_lora_layers
+from .inject import BaseView, LoraConfig, build_lora_layers
 
 
 @dataclass
-class _Registry:
-    """Lives on the model as ``model._lora``: the base layers and every adapter's layers."""
+class AdapterState:
+    """What a model with adapters carries (as ``model._lora``; read it with :func:`adapter_state`):
+    the base layers, every adapter's layers and config, which one is active, and whether all are off."""
 
     bases: dict = field(default_factory=dict)         # path -> the original Linear / Embedding
     adapters: dict = field(default_factory=dict)      # name -> {path: LoRALayer}
@@ -34,11 +36,22 @@ class _Registry:
     disabled: bool = False
 
 
-def _registry(model: Module) -> _Registry:
-    reg = getattr(model, "_lora", None)
+def adapter_state(model: Module) -> AdapterState | None:
+    """The model's :class:`AdapterState`, or None for a model without adapters."""
+    return getattr(model, "_lora", None)
+
+
+def _registry(model: Module) -> AdapterState:
+    reg = adapter_state(model)
     if reg is None:
         raise ValueError("the model has no adapters; call inject_lora(model, config) first")
     return reg
+
+
+def base_modules(model: Module) -> dict:
+    """``{path: module}`` of the model as if no adapter were installed (each adapted layer is its base)."""
+    reg = adapter_state(model)
+    return dict(BaseView(model, reg.bases if reg is not None else {}).named_modules())
 
 
 def _check_name(name) -> None:
@@ -46,14 +59,48 @@ def _check_name(name) -> None:
         raise ValueError(f"adapter_name must be a non-empty string without dots, got {name!r}")
 
 
-def _register_first_adapter(model, name, config, layers) -> None:
-    _check_name(name)
-    reg = _Registry()
-    for path, layer in layers.items():
-        reg.bases[path] = model.get_submodule(path)
-    reg.adapters[name], reg.configs[name], reg.active = layers, config, name
-    model._lora = reg
-    _show(model, name)
+def inject_lora(model: Module, config: LoraConfig | None = None, adapter_name: str = "default",
+                **kwargs) -> Module:
+    """Replace the targeted layers by LoRA layers, freeze everything else, return the model.
+
+    ``inject_lora(model, r=4, target_modules=["fc1"])`` is shorthand for passing a LoraConfig.
+    The model is changed in place (its pretrained W0 arrays are shared, not copied). The adapter
+    is registered under ``adapter_name`` and is active; :func:`add_adapter` adds more.
+    The layers are :class:`lora_np.nn.LoRALinear` (or a variant's class): see its ``forward``.
+    """
+    if config is None:
+        config = LoraConfig(**kwargs)
+    elif kwargs:
+        raise TypeError("pass either a LoraConfig or keyword arguments, not both")
+    if any(isinstance(m, LoRALayer) for _, m in model.named_modules()):
+        raise ValueError("this model already has LoRA layers; inject into a fresh copy of the base model, "
+                         "or add another adapter with lora_np.lora.add_adapter")
+    _check_name(adapter_name)
+    layers = build_lora_layers(model, config)
+    model.freeze()
+    reg = AdapterState(bases={path: model.get_submodule(path) for path in layers})
+    reg.adapters[adapter_name], reg.configs[adapter_name], reg.active = layers, config, adapter_name
+    model._lora, model.lora_config = reg, config
+    _show(model, adapter_name)
+    return model
+
+
+def unload(model: Module) -> Module:
+    """Put the base layers back and forget every adapter (nothing is merged: the base model returns)."""
+    reg = _registry(model)
+    if any(layer.merged for layer in _installed(model)):
+        raise RuntimeError("an adapter is merged into the weights; call unmerge_lora(model) first, "
+                           "or merge_and_unload(model) to keep the merged weights")
+    _forget(model, reg)
+    return model
+
+
+def _forget(model: Module, reg: AdapterState) -> None:
+    for path, base in reg.bases.items():
+        model.set_submodule(path, base)
+    del model._lora
+    if hasattr(model, "lora_config"):
+        del model.lora_config
 
 
 def _show(model, name: str | None) -> None:
@@ -74,13 +121,13 @@ def _installed(model):
 
 def add_adapter(model: Module, adapter_name: str, config: LoraConfig) -> Module:
     """Add a new adapter (not activated: call :func:`set_adapter`). Its targets may differ."""
-    if getattr(model, "_lora", None) is None:
-        from .inject import inject_lora
+    if adapter_state(model) is None:
         return inject_lora(model, config, adapter_name=adapter_name)
     reg = _registry(model)
     _check_name(adapter_name)
     if adapter_name in reg.adapters:
-        raise ValueError(f"an adapter named {adapter_name!r} already exists; delete_adapter first or pick another name")
+        raise ValueError(f"an adapter named {adapter_name!r} already exists; delete_adapter first or pick "
+                         "another name")
     layers = build_lora_layers(model, config, bases=reg.bases)
     for path in layers:
         reg.bases.setdefault(path, model.get_submodule(path))
@@ -157,12 +204,11 @@ def adapters_disabled(model: Module):
 
 def set_adapter_strength(model: Module, strength: float, adapter_name: str | None = None) -> None:
     """ΔW ← strength · s · B A for every layer of one adapter (default: the active one)."""
-    if isinstance(strength, bool) or not isinstance(strength, (int, float)):
-        raise ValueError(f"strength must be a number, got {strength!r}")
+    strength = validate.finite_number(strength, "strength")
     for layer in adapter_layers(model, adapter_name).values():
         if layer.merged:
             raise RuntimeError(f"{layer.name}: unmerge before changing the strength")
-        layer.strength = float(strength)
+        layer.strength = strength
 
 
 # --------------------------------------------------------------------------- combining and unloading
@@ -180,15 +226,17 @@ def add_weighted_adapter(model: Module, adapters, weights, adapter_name: str, co
     _check_name(adapter_name)
     if adapter_name in reg.adapters:
         raise ValueError(f"an adapter named {adapter_name!r} already exists")
-    adapters, weights = list(adapters), [float(w) for w in weights]
+    adapters = list(adapters)
+    weights = [validate.finite_number(w, f"weights[{i}]", "add_weighted_adapter")
+               for i, w in enumerate(weights)]
     if not adapters or len(adapters) != len(weights):
-        raise ValueError(f"adapters and weights must be non-empty and of equal length, got {len(adapters)} and {len(weights)}")
+        raise ValueError(f"adapters and weights must be non-empty and of equal length, got {len(adapters)} "
+                         f"and {len(weights)}")
     for a in adapters:
         adapter_layers(model, a)                                       # raises for unknown names
-    if combination not in ("linear", "svd"):
-        raise ValueError(f"combination must be 'linear' or 'svd', got {combination!r}")
-    if combination == "svd" and (not isinstance(rank, int) or rank <= 0):
-        raise ValueError(f"combination='svd' needs a positive integer rank, got {rank!r}")
+    validate.choice(combination, "combination", ("linear", "svd"))
+    if combination == "svd":
+        rank = validate.positive_int(rank, "rank", "combination='svd'")
     for a in adapters:
         if any(layer.variant == "pissa" for layer in reg.adapters[a].values()):
             raise ValueError(f"adapter {a!r} is PiSSA: its ΔW is relative to a residual weight, not to W0; "
@@ -196,7 +244,8 @@ def add_weighted_adapter(model: Module, adapters, weights, adapter_name: str, co
     paths = [p for p in reg.bases if any(p in reg.adapters[a] for a in adapters)]
     layers = {}
     for path in paths:
-        parts = [(w, reg.adapters[a][path]) for a, w in zip(adapters, weights) if path in reg.adapters[a]]
+        parts = [(w, reg.adapters[a][path]) for a, w in zip(adapters, weights, strict=True)
+                 if path in reg.adapters[a]]
         if combination == "linear":
             B, A = _stack(parts)
         else:
@@ -210,7 +259,8 @@ def _stack(parts):
     """Factors of Σ w_i s_i B_i A_i, exactly, for plain LoRA layers: B (d_out, Σr), A (Σr, d_in)."""
     for _, layer in parts:
         if type(layer) not in (LoRALinear, LoRAEmbedding):
-            raise ValueError(f"{layer.name}: combination='linear' needs plain LoRA layers; use combination='svd'")
+            raise ValueError(f"{layer.name}: combination='linear' needs plain LoRA layers; use "
+                             "combination='svd'")
     xp = backend.get_array_module(parts[0][1].lora_A.data)
     Bs = [w * layer.s * layer.lora_B.data for w, layer in parts]                   # (d_out, r_i) each
     As = [layer.lora_A.data for _, layer in parts]                                  # (r_i, d_in) each
@@ -246,13 +296,9 @@ def merge_and_unload(model: Module) -> Module:
     """
     reg = _registry(model)
     if reg.active is not None and not reg.disabled:
-        for path, layer in reg.adapters[reg.active].items():
+        for layer in reg.adapters[reg.active].values():
             if not layer.merged:
                 layer.merge()
             layer._W0 = None                                                        # drop the backup
-    for path, base in reg.bases.items():
-        model.set_submodule(path, base)                                             # shares the merged weight
-    del model._lora
-    if hasattr(model, "lora_config"):
-        del model.lora_config
+    _forget(model, reg)                                         # the base layers share the merged weights
     return model

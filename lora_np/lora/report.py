@@ -27,7 +27,8 @@ class TrainableReport:
 
     def summary(self) -> str:
         """PEFT's one-line format."""
-        return f"trainable params: {self.trainable:,} || all params: {self.total:,} || trainable%: {self.percent:.4f}"
+        return (f"trainable params: {self.trainable:,} || all params: {self.total:,} || "
+                f"trainable%: {self.percent:.4f}")
 
     def __str__(self) -> str:
         w = max([len(r.name) for r in self.layers] + [5])

@@ -15,7 +15,8 @@ from .inject import lora_layers
 
 def _adapter_params(model: Module) -> dict:
     """``{"fc1.lora_A": Parameter, ...}``: every adapter tensor of the LoRA layers shown in the model."""
-    return {f"{path}.{n}": p for path, layer in lora_layers(model) for n, p in layer.adapter_parameters().items()}
+    return {f"{path}.{n}": p for path, layer in lora_layers(model)
+            for n, p in layer.adapter_parameters().items()}
 
 
 def lora_state_dict(model: Module) -> dict:
@@ -31,7 +32,8 @@ def load_lora_state_dict(model: Module, state: dict) -> None:
         raise KeyError(f"adapter does not fit this model: missing {missing}, unexpected {extra}")
     for name, p in params.items():
         if tuple(state[name].shape) != tuple(p.shape):
-            raise ValueError(f"{name}: the adapter has shape {tuple(state[name].shape)}, the model {tuple(p.shape)}")
+            raise ValueError(f"{name}: the adapter has shape {tuple(state[name].shape)}, the model "
+                             f"{tuple(p.shape)}")
     for _, layer in lora_layers(model):
         if layer.merged:
             raise RuntimeError(f"{layer.name}: unmerge before loading another adapter")

@@ -1,22 +1,56 @@
-"""Stateful modules over :mod:`lora_np.functional`: each forward keeps a cache, each backward fills grads."""
-from .layers import (GELU, Dropout, Embedding, LayerNorm, Linear, ReLU, Sequential, SoftmaxCrossEntropy, Tanh,
-                     as_rng, check_features, check_ids)
-from .lora import LoRAEmbedding, LoRALayer, LoRALinear, LoRARankWarning, break_even_rank, lora_scaling
-from .module import Module, Parameter
+"""Stateful modules over :mod:`lora_np.functional`: each forward keeps a cache, each backward fills grads.
 
-__all__ = ["Module", "Parameter", "Linear", "ReLU", "GELU", "Tanh", "Dropout", "Sequential",
-           "SoftmaxCrossEntropy", "Embedding", "LayerNorm", "LoRALayer", "LoRALinear", "LoRAEmbedding", "LoRARankWarning", "break_even_rank", "lora_scaling",
-           "as_rng", "check_features", "check_ids"]
-from .variants import (VARIANT_CLASSES, DoRALinear, PiSSALinear, VeRALinear, VeRAShared, make_lora_layer,
-                       pissa_decompose, pissa_to_lora, variant_trainable_count)
-
-__all__ += ["DoRALinear", "VeRALinear", "VeRAShared", "PiSSALinear", "pissa_decompose", "pissa_to_lora",
-            "make_lora_layer", "VARIANT_CLASSES", "variant_trainable_count"]
+``module``: Module and Parameter.  ``layers``: Linear, activations, Embedding, LayerNorm, ...
+``lora``: the LoRA layers and ``make_lora_layer``.  ``variants``: DoRA, VeRA, PiSSA.
+``attention``: multi-head attention.  ``bottleneck``: adapter layers (Houlsby).  ``prefix``: prefix
+tuning.  ``subspace``: training in a random subspace (intrinsic dimension).
+"""
 from .bottleneck import BottleneckAdapter, SublayerWithAdapter, bottleneck_adapters, insert_adapter_layers
+from .layers import (
+    GELU,
+    Dropout,
+    Embedding,
+    LayerNorm,
+    Linear,
+    ReLU,
+    Sequential,
+    SoftmaxCrossEntropy,
+    Tanh,
+    as_rng,
+    check_features,
+    check_ids,
+)
+from .lora import (
+    VARIANT_CLASSES,
+    LoRAEmbedding,
+    LoRALayer,
+    LoRALinear,
+    LoRARankWarning,
+    break_even_rank,
+    lora_scaling,
+    make_lora_layer,
+)
+from .module import Module, Parameter
 from .prefix import PrefixAttention, add_prefix_tuning, prefix_layers, set_prefix_enabled
-
-__all__ += ["BottleneckAdapter", "SublayerWithAdapter", "insert_adapter_layers", "bottleneck_adapters",
-            "PrefixAttention", "add_prefix_tuning", "prefix_layers", "set_prefix_enabled"]
 from .subspace import RandomSubspace, random_projection
+from .variants import (
+    DoRALinear,
+    PiSSALinear,
+    VeRALinear,
+    VeRAShared,
+    pissa_decompose,
+    pissa_to_lora,
+    variant_trainable_count,
+)
 
-__all__ += ["RandomSubspace", "random_projection"]
+__all__ = [
+    "Module", "Parameter", "Linear", "ReLU", "GELU", "Tanh", "Dropout", "Sequential", "SoftmaxCrossEntropy",
+    "Embedding", "LayerNorm", "as_rng", "check_features", "check_ids",
+    "LoRALayer", "LoRALinear", "LoRAEmbedding", "LoRARankWarning", "break_even_rank", "lora_scaling",
+    "make_lora_layer", "VARIANT_CLASSES",
+    "DoRALinear", "VeRALinear", "VeRAShared", "PiSSALinear", "pissa_decompose", "pissa_to_lora",
+    "variant_trainable_count",
+    "BottleneckAdapter", "SublayerWithAdapter", "insert_adapter_layers", "bottleneck_adapters",
+    "PrefixAttention", "add_prefix_tuning", "prefix_layers", "set_prefix_enabled",
+    "RandomSubspace", "random_projection",
+]

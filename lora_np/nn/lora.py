@@ -1,8 +1,11 @@
-"""LoRALinear: a frozen Linear plus a trainable low-rank update.
+"""LoRA layers: a frozen Linear (or Embedding) plus a trainable low-rank update.
 
     y = x W0ᵀ + b0 + s · (x Aᵀ) Bᵀ,      ΔW = s · B A  (rank ≤ r)
 
-Conventions (loralib and PEFT):
+(with ``dropout`` > 0, in training the adapter sees drop(x) instead of x: PEFT's ``lora_dropout``.)
+
+The maths is in :mod:`lora_np.functional.lora` (``lora_linear_forward/backward``); the classes
+here hold the parameters and run it. Conventions (loralib and PEFT):
 
 * ``lora_A``: ``(r, d_in)``, random — kaiming-uniform in ±1/√d_in (loralib's ``a=√5``) or,
   with ``init="gaussian"``, normal with std 1/r (PEFT's ``init_lora_weights="gaussian"``);
@@ -16,19 +19,25 @@ The popular book code (Raschka) stores the transposed layout, ``x @ A @ B`` with
 
 Trainable parameters: r · (d_in + d_out), against d_in · d_out for W0. The *break-even rank*
 d_in·d_out / (d_in + d_out) is where the two are equal; at or above it LoRA saves nothing.
+
+:class:`LoRALayer` is the skeleton every adapted layer shares (checks, the merged path, the
+cache, gradient accumulation); a variant (:mod:`lora_np.nn.variants`: DoRA, VeRA, PiSSA) supplies
+only its own maths in ``adapter_forward`` / ``adapter_backward``. :func:`make_lora_layer`, at the
+end of this file, is what ``inject_lora`` calls for every targeted layer.
 """
 from __future__ import annotations
 
 import math
-import numbers
 import warnings
 
 from .. import functional as F
+from .. import validate
 from ..backend import get_array_module
 from .layers import Embedding, Linear, as_rng, check_features, check_ids
 from .module import Module, Parameter
 
 INITS = ("kaiming", "gaussian")
+VARIANT_CLASSES: dict = {}          # variant name -> its Linear class; each one registers itself below
 
 
 class LoRARankWarning(UserWarning):
@@ -41,60 +50,136 @@ def break_even_rank(d_in: int, d_out: int) -> float:
 
 
 def lora_scaling(r: int, alpha: float, use_rslora: bool = False) -> float:
-    """s = alpha / r (LoRA) or alpha / √r (rsLoRA, which keeps the update's size stable as r grows)."""
+    """s = alpha / r (LoRA) or alpha / √r (rsLoRA, Kalajdzievski 2023).
+
+    Which rule keeps learning stable as r grows depends on the optimizer: under Adam (normalised
+    steps) alpha / r keeps the first update's size independent of r; rsLoRA's alpha / √r lets larger
+    ranks learn faster (see docs/derivations.md and ``experiments.scaling_sweep``).
+    """
     return alpha / math.sqrt(r) if use_rslora else alpha / r
 
 
-def check_lora_args(r, alpha, d_in: int, d_out: int, where: str = "LoRA") -> None:
+def check_lora_args(r, alpha, d_in: int, d_out: int, where: str = "LoRA") -> int:
     """Validate r and alpha for a (d_out, d_in) weight: errors for bad values, a warning at break-even."""
-    if isinstance(r, bool) or not isinstance(r, numbers.Integral) or r <= 0:
-        raise ValueError(f"{where}: r must be a positive integer, got {r!r}")
+    r = validate.positive_int(r, "r", where)
     if r > min(d_in, d_out):
-        raise ValueError(f"{where}: r={r} is above min(d_in, d_out) = min({d_in}, {d_out}) = {min(d_in, d_out)}; "
+        raise ValueError(f"{where}: r={r} is above min(d_in, d_out) = min({d_in}, {d_out}) = "
+                         f"{min(d_in, d_out)}; "
                          "B @ A cannot have a rank above that, so the extra rank would be wasted")
-    if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not alpha > 0:
-        raise ValueError(f"{where}: alpha must be a positive number, got {alpha!r}")
+    validate.positive_number(alpha, "alpha", where)
     be = break_even_rank(d_in, d_out)
     if r >= be:
-        warnings.warn(f"{where}: r={r} is at or above the break-even rank {be:.1f} for a {d_out}x{d_in} weight: "
+        warnings.warn(f"{where}: r={r} is at or above the break-even rank {be:.1f} for a {d_out}x{d_in} "
+                      "weight: "
                       f"the adapter has {r * (d_in + d_out)} parameters, the weight itself {d_in * d_out}",
-                      LoRARankWarning, stacklevel=4)
+                      LoRARankWarning, stacklevel=5)
+    return r
 
 
 class LoRALayer(Module):
-    """What every LoRA layer shares: r, alpha, the scale, a strength knob, merging.
+    """What every LoRA layer shares: r, alpha, the scale, a strength knob, merging, and the one
+    forward/backward skeleton.
+
+    ``forward`` checks the input, then runs either the merged weight (W0 + ΔW in one matrix, after
+    :meth:`merge`) or the adapter's own maths, ``adapter_forward(x) -> (y, cache)``. ``backward``
+    refuses a merged layer, calls ``adapter_backward(dy, cache) -> (dx, *grads)`` and adds each
+    gradient to the trainable tensor of the same position in ``adapter_tensors``.
 
     ``strength`` multiplies the scale at inference and in training (1 = the adapter as trained,
     0 = switched off): the "LoRA weight" that image-generation tools expose.
-    Subclasses set ``weight`` (the frozen W0), ``lora_A``, ``lora_B`` and define ``delta_weight``.
-    ``adapter_tensors`` names the trained tensors that make up the adapter (what is saved).
+    A subclass sets ``base_type``, ``adapter_tensors`` (the trained tensors: what is saved),
+    ``options`` (what :func:`make_lora_layer` may pass it) and defines ``adapter_forward``,
+    ``adapter_backward`` and ``delta_weight``.
     """
 
+    variant = "lora"
+    base_type = Linear
     adapter_tensors = ("lora_A", "lora_B")
+    options = ()
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if cls.base_type is Linear and "variant" in vars(cls):
+            VARIANT_CLASSES[cls.variant] = cls
+
+    # ---- set-up
+    def _setup(self, base, r, alpha, use_rslora: bool, name: str) -> None:
+        """Check the base and the rank, share the base's frozen weight and bias, set the scale."""
+        if not isinstance(base, self.base_type):
+            raise TypeError(f"{name}: base must be a{'n' if self.base_type is Embedding else ''} "
+                            f"{self.base_type.__name__}, got {type(base).__name__}")
+        self.name = name
+        self.r = self._check_rank(r, alpha, base)
+        self.alpha, self.use_rslora = float(alpha), validate.boolean(use_rslora, "use_rslora", name)
+        self.scaling = self._scaling()
+        self.strength = 1.0
+        self.merged, self._W0, self._cache = False, None, None
+        self.weight, self.bias = base.weight, getattr(base, "bias", None)      # W0, b0: shared, frozen
+        self.weight.trainable = False
+        if self.bias is not None:
+            self.bias.trainable = False
+
+    def _check_rank(self, r, alpha, base) -> int:
+        """LoRA's rules: 1 ≤ r ≤ min(d_in, d_out), alpha > 0, a warning at the break-even rank."""
+        return check_lora_args(r, alpha, base.weight.shape[1], base.weight.shape[0], where=self.name)
+
+    def _scaling(self) -> float:
+        return lora_scaling(self.r, self.alpha, self.use_rslora)
 
     def adapter_parameters(self) -> dict:
         """``{name: Parameter}`` of the adapter's own tensors (not W0, not shared frozen ones)."""
         return {n: getattr(self, n) for n in self.adapter_tensors}
 
-    def _setup(self, r, alpha, d_in, d_out, use_rslora, name):
-        check_lora_args(r, alpha, d_in, d_out, where=name)
-        self.r, self.alpha, self.use_rslora, self.name = int(r), float(alpha), use_rslora, name
-        self.scaling = lora_scaling(self.r, self.alpha, use_rslora)
-        self.strength = 1.0
-        self.merged, self._W0, self._cache = False, None, None
+    @property
+    def b0(self):
+        """The frozen bias array (d_out,), or None."""
+        return self.bias.data if self.bias is not None else None
 
     @property
     def s(self) -> float:
         """The scale in use: (alpha / r or alpha / √r) · strength."""
         return self.scaling * self.strength
 
+    # ---- what a variant supplies
+    def adapter_forward(self, x):
+        raise NotImplementedError
+
+    def adapter_backward(self, dy, cache):
+        raise NotImplementedError
+
     def delta_weight(self):
         raise NotImplementedError
 
-    def _refuse_merged_backward(self):
-        raise RuntimeError(f"{self.name}: this layer is merged (W0 + ΔW in one matrix), so A and B "
-                           "cannot be trained; call unmerge() before training")
+    # ---- the skeleton
+    def _check_input(self, x) -> None:
+        check_features(x, self.weight.shape[1], self.weight.dtype, self.name)
 
+    def _merged_forward(self, x):
+        return F.linear_forward(x, self.weight.data, self.b0)[0]                  # (..., d_out)
+
+    def forward(self, x):
+        self._check_input(x)
+        if self.merged:                                       # W0 + ΔW is already in weight
+            self._cache = ("merged", None)
+            return self._merged_forward(x)
+        y, cache = self.adapter_forward(x)
+        self._cache = ("adapter", cache)
+        return y
+
+    def backward(self, dy):
+        kind, cache = self._need_cache(self._cache)
+        self._cache = None
+        if kind == "merged":
+            raise RuntimeError(f"{self.name}: this layer is merged (W0 + ΔW in one matrix), so the adapter "
+                               "cannot be trained; call unmerge() before training")
+        dx, *grads = self.adapter_backward(dy, cache)
+        for name, g in zip(self.adapter_tensors, grads, strict=True):
+            param = getattr(self, name)
+            if param.trainable:
+                param.accumulate(g)
+        return dx
+
+    # ---- merging
     def merge(self) -> None:
         """W0 ← W0 + ΔW, for inference with no extra latency.
 
@@ -117,12 +202,6 @@ class LoRALayer(Module):
         self.weight.data, self._W0 = self._W0, None
         self.merged = False
 
-    def _accumulate(self, dA, dB):
-        if self.lora_A.trainable:
-            self.lora_A.accumulate(dA)
-        if self.lora_B.trainable:
-            self.lora_B.accumulate(dB)
-
 
 class LoRALinear(LoRALayer):
     """A Linear layer with a LoRA adapter. Build it from an existing (pretrained) ``Linear``.
@@ -133,59 +212,38 @@ class LoRALinear(LoRALayer):
     """
 
     variant = "lora"
+    options = ("alpha", "use_rslora", "init", "dropout", "rng")
 
     def __init__(self, base: Linear, r: int = 4, alpha: float = 8.0, init: str = "kaiming",
                  use_rslora: bool = False, dropout: float = 0.0, rng=None, name: str = "LoRALinear"):
-        if not isinstance(base, Linear):
-            raise TypeError(f"{name}: base must be a Linear, got {type(base).__name__}")
-        self._setup(r, alpha, base.d_in, base.d_out, use_rslora, name)
-        if init not in INITS:
-            raise ValueError(f"{name}: init must be one of {INITS}, got {init!r}")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"{name}: dropout must be in [0, 1), got {dropout!r}")
-        rng = as_rng(rng)
-        self.d_in, self.d_out, self.init, self.dropout = base.d_in, base.d_out, init, dropout
-        self.weight, self.bias = base.weight, base.bias                     # W0, b0: shared, frozen
-        self.weight.trainable = False
-        if self.bias is not None:
-            self.bias.trainable = False
-        dtype = self.weight.dtype
+        self._setup(base, r, alpha, use_rslora, name)
+        self.init = validate.choice(init, "init", INITS, name)
+        self.dropout = validate.fraction(dropout, "dropout", name)
+        self.d_in, self.d_out = base.d_in, base.d_out
+        rng, dtype = as_rng(rng), self.weight.dtype
         if init == "kaiming":
             bound = 1.0 / math.sqrt(self.d_in)
-            A = rng.uniform(-bound, bound, (self.r, self.d_in), dtype=dtype)      # (r, d_in)
+            A = rng.uniform(-bound, bound, (self.r, self.d_in), dtype=dtype)          # (r, d_in)
         else:
             A = rng.standard_normal((self.r, self.d_in), dtype=dtype) * (1.0 / self.r)  # (r, d_in)
         xp = get_array_module(A)
-        self.lora_A = Parameter(A)                                                # (r, d_in)
-        self.lora_B = Parameter(xp.zeros((self.d_out, self.r), dtype=dtype))      # (d_out, r)
+        self.lora_A = Parameter(A)                                                    # (r, d_in)
+        self.lora_B = Parameter(xp.zeros((self.d_out, self.r), dtype=dtype))          # (d_out, r)
         self._rng = rng
 
     def delta_weight(self):
         """ΔW = s · B A, shape (d_out, d_in). Formed only for merging and analysis."""
-        return self.s * (self.lora_B.data @ self.lora_A.data)                    # (d_out, d_in)
+        return self.s * (self.lora_B.data @ self.lora_A.data)                        # (d_out, d_in)
 
-    def forward(self, x):
-        check_features(x, self.d_in, self.weight.dtype, self.name)
-        b0 = self.bias.data if self.bias is not None else None
-        if self.merged:                                       # W0 + ΔW is already in weight
-            y, cache = F.linear_forward(x, self.weight.data, b0)
-            self._cache = ("merged", cache)
-            return y
+    def adapter_forward(self, x):
+        """y = x W0ᵀ + b0 + s · (drop(x) Aᵀ) Bᵀ; dropout only in training, on the adapter's input."""
         p = self.dropout if self.training else 0.0
-        mask = self._rng.random(x.shape, dtype=x.dtype) >= p if p > 0 else None   # (..., d_in)
-        y, cache = F.lora_linear_forward(x, self.weight.data, b0, self.lora_A.data,
-                                         self.lora_B.data, self.s, mask, p)
-        self._cache = ("lora", cache)
-        return y                                                                    # (..., d_out)
+        dropout = (self._rng.random(x.shape, dtype=x.dtype) >= p, p) if p > 0 else None   # (..., d_in) mask
+        return F.lora_linear_forward(x, self.weight.data, self.b0, self.lora_A.data, self.lora_B.data,
+                                     self.s, dropout)
 
-    def backward(self, dy):
-        kind, cache = self._need_cache(self._cache)
-        self._cache = None
-        if kind == "merged":
-            self._refuse_merged_backward()
-        dx, dA, dB = F.lora_linear_backward(dy, cache)
-        self._accumulate(dA, dB)
-        return dx                                                                   # (..., d_in)
+    def adapter_backward(self, dy, cache):
+        return F.lora_linear_backward(dy, cache)                                     # dx, dA, dB
 
     def extra_repr(self):
         rule = "alpha/sqrt(r)" if self.use_rslora else "alpha/r"
@@ -202,18 +260,13 @@ class LoRAEmbedding(LoRALayer):
     with B random, dA ≠ 0 from the first step. Trainable parameters: r · (V + d).
     """
 
-    variant = "lora"
+    base_type = Embedding
 
-    def __init__(self, base, r: int = 4, alpha: float = 8.0, use_rslora: bool = False, rng=None,
+    def __init__(self, base: Embedding, r: int = 4, alpha: float = 8.0, use_rslora: bool = False, rng=None,
                  name: str = "LoRAEmbedding"):
-        if not isinstance(base, Embedding):
-            raise TypeError(f"{name}: base must be an Embedding, got {type(base).__name__}")
-        self._setup(r, alpha, base.num_embeddings, base.dim, use_rslora, name)
-        rng = as_rng(rng)
+        self._setup(base, r, alpha, use_rslora, name)
         self.num_embeddings, self.dim = base.num_embeddings, base.dim
-        self.weight = base.weight                                               # W0: (V, d), frozen
-        self.weight.trainable = False
-        dtype = self.weight.dtype
+        rng, dtype = as_rng(rng), self.weight.dtype
         xp = get_array_module(self.weight.data)
         self.lora_A = Parameter(xp.zeros((self.r, self.num_embeddings), dtype=dtype))   # (r, V)
         self.lora_B = Parameter(rng.standard_normal((self.dim, self.r), dtype=dtype))   # (d, r)
@@ -222,23 +275,53 @@ class LoRAEmbedding(LoRALayer):
         """ΔW = s · (B A)ᵀ, shape (V, d)."""
         return self.s * (self.lora_B.data @ self.lora_A.data).T                 # (V, d)
 
-    def forward(self, ids):
+    def _check_input(self, ids) -> None:
         check_ids(ids, self.num_embeddings, self.name)
-        if self.merged:
-            y, cache = F.embedding_forward(ids, self.weight.data)
-            self._cache = ("merged", cache)
-            return y
-        y, cache = F.lora_embedding_forward(ids, self.weight.data, self.lora_A.data, self.lora_B.data, self.s)
-        self._cache = ("lora", cache)
-        return y                                                                 # (…, d)
 
-    def backward(self, dy):
-        kind, cache = self._need_cache(self._cache)
-        self._cache = None
-        if kind == "merged":
-            self._refuse_merged_backward()
-        self._accumulate(*F.lora_embedding_backward(dy, cache))
-        return None                                                              # ids have no gradient
+    def _merged_forward(self, ids):
+        return F.embedding_forward(ids, self.weight.data)[0]                    # (…, d)
+
+    def adapter_forward(self, ids):
+        return F.lora_embedding_forward(ids, self.weight.data, self.lora_A.data, self.lora_B.data, self.s)
+
+    def adapter_backward(self, dy, cache):
+        return (None, *F.lora_embedding_backward(dy, cache))                    # ids have no gradient
 
     def extra_repr(self):
-        return f"V={self.num_embeddings}, d={self.dim}, r={self.r}, alpha={self.alpha:g}, merged={self.merged}"
+        return (f"V={self.num_embeddings}, d={self.dim}, r={self.r}, alpha={self.alpha:g}, "
+                f"merged={self.merged}")
+
+
+# --------------------------------------------------------------------------- the factory
+
+_OPTION_DEFAULTS = {"alpha": 8.0, "use_rslora": False, "init": "kaiming", "dropout": 0.0, "rng": None,
+                    "exact_grad": True, "vera_shared": None, "d_initial": 0.1}
+
+
+def make_lora_layer(base: Linear, variant: str = "lora", r: int = 4, alpha: float = 8.0, *,
+                    name: str | None = None, **options) -> LoRALayer:
+    """One adapted Linear layer of the chosen variant: what ``inject_lora`` calls per target.
+
+    ``variant``: ``"lora"`` (:class:`LoRALinear`) or a variant of :mod:`lora_np.nn.variants`
+    (``"dora"``, ``"vera"``, ``"pissa"``). ``options`` are the layer's own keyword arguments:
+    ``use_rslora``, ``init``, ``dropout``, ``rng``, ``exact_grad`` (DoRA), ``vera_shared`` and
+    ``d_initial`` (VeRA). An option a variant does not take is refused unless it has its default;
+    ``alpha`` and ``rng`` are passed to the variants that use them (VeRA has no alpha).
+    """
+    if variant not in VARIANT_CLASSES:
+        raise ValueError(f"variant must be one of {tuple(VARIANT_CLASSES)}, got {variant!r}")
+    cls = VARIANT_CLASSES[variant]
+    name = name or cls.__name__
+    options = {"alpha": alpha, **options}
+    for opt, value in options.items():
+        if opt not in _OPTION_DEFAULTS:
+            raise TypeError(f"make_lora_layer: unknown option {opt!r}; the options are "
+                            f"{tuple(_OPTION_DEFAULTS)}")
+        default = _OPTION_DEFAULTS[opt]
+        is_default = (value is None if default is None
+                      else value == default and isinstance(value, bool) == isinstance(default, bool))
+        if opt not in cls.options and opt not in ("alpha", "rng") and not is_default:
+            takers = tuple(v for v, c in VARIANT_CLASSES.items() if opt in c.options)
+            raise ValueError(f"{name}: {opt}={value!r} is not supported by variant {variant!r}; "
+                             f"{opt} applies to the variants {takers}")
+    return cls(base, r, name=name, **{k: v for k, v in options.items() if k in cls.options})

@@ -19,43 +19,21 @@ Parameter names follow PEFT: ``lora_A``, ``lora_B``, ``lora_magnitude`` (PEFT's
 from __future__ import annotations
 
 import math
-import numbers
 
-from .. import backend
+from .. import backend, validate
 from .. import functional as F
 from ..backend import get_array_module
-from .layers import Linear, as_rng, check_features
+from .layers import Linear, as_rng
 from .lora import LoRALayer, LoRALinear
 from .module import Parameter
 
 VARIANTS = ("lora", "dora", "vera", "pissa")
 
 
-def _check_base(base, name):
-    if not isinstance(base, Linear):
-        raise TypeError(f"{name}: base must be a Linear, got {type(base).__name__}")
-
-
-def _positive_int(value, arg, where):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
-        raise ValueError(f"{where}: {arg} must be a positive integer, got {value!r}")
-    return int(value)
-
-
-def _share_frozen_base(layer, base):
-    """weight, bias = the base's own Parameters (shared, not copied), frozen — as LoRALinear does."""
-    layer.d_in, layer.d_out = base.d_in, base.d_out
-    layer.weight, layer.bias = base.weight, base.bias
-    layer.weight.trainable = False
-    if layer.bias is not None:
-        layer.bias.trainable = False
-
-
 def variant_trainable_count(variant: str, d_in: int, d_out: int, r: int) -> int:
     """Closed-form trainable parameters of one adapted (d_out, d_in) layer."""
-    if variant not in VARIANTS:
-        raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
-    d_in, d_out, r = (_positive_int(v, a, "variant_trainable_count") for v, a in
+    validate.choice(variant, "variant", VARIANTS)
+    d_in, d_out, r = (validate.positive_int(v, a, "variant_trainable_count") for v, a in
                       ((d_in, "d_in"), (d_out, "d_out"), (r, "r")))
     return {"lora": r * (d_in + d_out), "pissa": r * (d_in + d_out),
             "dora": r * (d_in + d_out) + d_out, "vera": r + d_out}[variant]
@@ -74,14 +52,14 @@ class DoRALinear(LoRALayer):
 
     variant = "dora"
     adapter_tensors = ("lora_A", "lora_B", "lora_magnitude")
+    options = ("alpha", "use_rslora", "exact_grad", "rng")
 
     def __init__(self, base: Linear, r: int = 4, alpha: float = 8.0, use_rslora: bool = False,
                  exact_grad: bool = True, rng=None, name: str = "DoRALinear"):
-        _check_base(base, name)
-        self._setup(r, alpha, base.d_in, base.d_out, use_rslora, name)
+        self._setup(base, r, alpha, use_rslora, name)
         if not isinstance(exact_grad, bool):
             raise TypeError(f"{name}: exact_grad must be True or False, got {exact_grad!r}")
-        _share_frozen_base(self, base)
+        self.d_in, self.d_out, self.exact_grad = base.d_in, base.d_out, exact_grad
         rng, dtype = as_rng(rng), self.weight.dtype
         bound = 1.0 / math.sqrt(self.d_in)
         A = rng.uniform(-bound, bound, (self.r, self.d_in), dtype=dtype)             # (r, d_in)
@@ -89,7 +67,6 @@ class DoRALinear(LoRALayer):
         self.lora_A = Parameter(A)                                                   # (r, d_in)
         self.lora_B = Parameter(xp.zeros((self.d_out, self.r), dtype=dtype))         # (d_out, r)
         self.lora_magnitude = Parameter(F.row_norms(self.weight.data))               # (d_out,) ‖W0‖ rows
-        self.exact_grad = exact_grad
 
     def merged_weight(self):
         """W' = (m / ‖V‖_rows) ⊙ V, the weight DoRA computes with. (d_out, d_in)"""
@@ -102,28 +79,12 @@ class DoRALinear(LoRALayer):
         W0 = self._W0 if self.merged else self.weight.data
         return self.merged_weight() - W0                                             # (d_out, d_in)
 
-    def forward(self, x):
-        check_features(x, self.d_in, self.weight.dtype, self.name)
-        b0 = self.bias.data if self.bias is not None else None
-        if self.merged:
-            y, cache = F.linear_forward(x, self.weight.data, b0)
-            self._cache = ("merged", cache)
-            return y
-        y, cache = F.dora_linear_forward(x, self.weight.data, b0, self.lora_A.data, self.lora_B.data,
-                                         self.s, self.lora_magnitude.data)
-        self._cache = ("dora", cache)
-        return y                                                                     # (..., d_out)
+    def adapter_forward(self, x):
+        return F.dora_linear_forward(x, self.weight.data, self.b0, self.lora_A.data, self.lora_B.data,
+                                     self.s, self.lora_magnitude.data)
 
-    def backward(self, dy):
-        kind, cache = self._need_cache(self._cache)
-        self._cache = None
-        if kind == "merged":
-            self._refuse_merged_backward()
-        dx, dA, dB, dm = F.dora_linear_backward(dy, cache, exact=self.exact_grad)
-        self._accumulate(dA, dB)
-        if self.lora_magnitude.trainable:
-            self.lora_magnitude.accumulate(dm)
-        return dx                                                                    # (..., d_in)
+    def adapter_backward(self, dy, cache):
+        return F.dora_linear_backward(dy, cache, exact=self.exact_grad)              # dx, dA, dB, dm
 
     def extra_repr(self):
         return (f"d_in={self.d_in}, d_out={self.d_out}, r={self.r}, alpha={self.alpha:g}, "
@@ -142,19 +103,17 @@ class VeRAShared:
     """
 
     def __init__(self, r: int, d_in_max: int, d_out_max: int, seed: int = 0, dtype=None):
-        self.r = _positive_int(r, "r", "VeRAShared")
-        self.d_in_max = _positive_int(d_in_max, "d_in_max", "VeRAShared")
-        self.d_out_max = _positive_int(d_out_max, "d_out_max", "VeRAShared")
-        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-            raise ValueError(f"VeRAShared: seed must be an integer, got {seed!r}")
-        self.seed = int(seed)
+        self.r = validate.positive_int(r, "r", "VeRAShared")
+        self.d_in_max = validate.positive_int(d_in_max, "d_in_max", "VeRAShared")
+        self.d_out_max = validate.positive_int(d_out_max, "d_out_max", "VeRAShared")
+        self.seed = validate.integer(seed, "seed", "VeRAShared")
         rng = backend.Rng(self.seed)
         bound_A, bound_B = math.sqrt(6.0 / self.d_in_max), math.sqrt(6.0 / self.r)
         self.A = rng.uniform(-bound_A, bound_A, (self.r, self.d_in_max), dtype=dtype)   # (r, d_in_max)
         self.B = rng.uniform(-bound_B, bound_B, (self.d_out_max, self.r), dtype=dtype)  # (d_out_max, r)
 
     @classmethod
-    def for_layers(cls, bases, r: int, seed: int = 0) -> "VeRAShared":
+    def for_layers(cls, bases, r: int, seed: int = 0) -> VeRAShared:
         """A pair sized to the largest of these Linear layers (PEFT's ``_find_dim``), in their dtype."""
         bases = list(bases)
         if not bases or not all(isinstance(b, Linear) for b in bases):
@@ -166,7 +125,8 @@ class VeRAShared:
         return self.A[:, :d_in], self.B[:d_out, :]
 
     def __repr__(self):
-        return f"VeRAShared(r={self.r}, d_in_max={self.d_in_max}, d_out_max={self.d_out_max}, seed={self.seed})"
+        return (f"VeRAShared(r={self.r}, d_in_max={self.d_in_max}, d_out_max={self.d_out_max}, "
+                f"seed={self.seed})")
 
 
 class VeRALinear(LoRALayer):
@@ -174,68 +134,55 @@ class VeRALinear(LoRALayer):
 
     ``vera_lambda_d`` (r,) starts at ``d_initial``, ``vera_lambda_b`` (d_out,) at zero, so ΔW = 0
     and a fresh layer is the base layer. VeRA has no alpha: the scale s is just ``strength``.
+    Its r is the shared matrices' width and costs one parameter per rank, so LoRA's rank rules
+    (r ≤ min(d_in, d_out), the break-even warning) do not apply.
     """
 
     variant = "vera"
     adapter_tensors = ("vera_lambda_d", "vera_lambda_b")
+    options = ("vera_shared", "d_initial")
 
-    def __init__(self, base: Linear, r: int, shared: VeRAShared, d_initial: float = 0.1,
+    def __init__(self, base: Linear, r: int, vera_shared: VeRAShared | None = None, d_initial: float = 0.1,
                  name: str = "VeRALinear"):
-        _check_base(base, name)
-        r = _positive_int(r, "r", name)
+        self._setup(base, r, 1.0, False, name)
+        self.d_in, self.d_out, shared = base.d_in, base.d_out, vera_shared
         if not isinstance(shared, VeRAShared):
-            raise TypeError(f"{name}: shared must be a VeRAShared, got {type(shared).__name__}")
-        if r != shared.r:
-            raise ValueError(f"{name}: r={r} does not match the shared matrices' r={shared.r}")
+            raise TypeError(f"{name}: vera_shared must be a VeRAShared, got {type(shared).__name__}; "
+                            "variant 'vera' needs the model's shared matrices "
+                            "(VeRAShared.for_layers(bases, r, seed))")
+        if self.r != shared.r:
+            raise ValueError(f"{name}: r={self.r} does not match the shared matrices' r={shared.r}")
         if base.d_in > shared.d_in_max or base.d_out > shared.d_out_max:
             raise ValueError(f"{name}: the layer ({base.d_out}x{base.d_in}, d_out x d_in) is larger than the "
-                             f"shared matrices allow (d_out_max={shared.d_out_max}, d_in_max={shared.d_in_max}); "
+                             f"shared matrices allow (d_out_max={shared.d_out_max}, "
+                             f"d_in_max={shared.d_in_max}); "
                              "size shared to the largest adapted layer, e.g. VeRAShared.for_layers(bases, r)")
         if shared.A.dtype != base.weight.dtype:
             raise TypeError(f"{name}: shared is {shared.A.dtype} but the weights are {base.weight.dtype}; "
                             f"build it with VeRAShared(..., dtype={base.weight.dtype.name!r})")
-        if isinstance(d_initial, bool) or not isinstance(d_initial, numbers.Real) or not math.isfinite(d_initial):
-            raise ValueError(f"{name}: d_initial must be a finite number, got {d_initial!r}")
-        # LoRALayer._setup would apply LoRA's rank rules (r <= min(d_in, d_out), the break-even
-        # warning on r (d_in + d_out)); neither holds for VeRA, whose r is the shared matrices'
-        # width and costs one parameter per rank. So set the same fields here, with s = strength.
-        self.r, self.alpha, self.use_rslora, self.name = r, 1.0, False, name
-        self.scaling, self.strength = 1.0, 1.0
-        self.merged, self._W0, self._cache = False, None, None
-        _share_frozen_base(self, base)
-        self._shared, self.d_initial = shared, float(d_initial)
+        self._shared, self.d_initial = shared, validate.finite_number(d_initial, "d_initial", name)
         xp, dtype = get_array_module(shared.A), self.weight.dtype
-        self.vera_lambda_d = Parameter(xp.full((r,), self.d_initial, dtype=dtype))   # (r,)
-        self.vera_lambda_b = Parameter(xp.zeros((self.d_out,), dtype=dtype))        # (d_out,)
+        self.vera_lambda_d = Parameter(xp.full((self.r,), self.d_initial, dtype=dtype))   # (r,)
+        self.vera_lambda_b = Parameter(xp.zeros((self.d_out,), dtype=dtype))            # (d_out,)
+
+    def _check_rank(self, r, alpha, base) -> int:
+        return validate.positive_int(r, "r", self.name)
+
+    def _scaling(self) -> float:
+        return 1.0
 
     def delta_weight(self):
         """ΔW = s · diag(λ_b) B diag(λ_d) A, shape (d_out, d_in)."""
         A, B = self._shared.slices(self.d_in, self.d_out)                           # (r, d_in), (d_out, r)
         return self.s * ((self.vera_lambda_b.data[:, None] * B) @ (self.vera_lambda_d.data[:, None] * A))
 
-    def forward(self, x):
-        check_features(x, self.d_in, self.weight.dtype, self.name)
-        b0 = self.bias.data if self.bias is not None else None
-        if self.merged:
-            y, cache = F.linear_forward(x, self.weight.data, b0)
-            self._cache = ("merged", cache)
-            return y
+    def adapter_forward(self, x):
         A, B = self._shared.slices(self.d_in, self.d_out)                           # (r, d_in), (d_out, r)
-        y, cache = F.vera_linear_forward(x, self.weight.data, b0, A, B, self.vera_lambda_d.data,
-                                         self.vera_lambda_b.data, self.s)
-        self._cache = ("vera", cache)
-        return y                                                                     # (..., d_out)
+        return F.vera_linear_forward(x, self.weight.data, self.b0, A, B, self.vera_lambda_d.data,
+                                     self.vera_lambda_b.data, self.s)
 
-    def backward(self, dy):
-        kind, cache = self._need_cache(self._cache)
-        self._cache = None
-        if kind == "merged":
-            self._refuse_merged_backward()
-        dx, d_lambda_d, d_lambda_b = F.vera_linear_backward(dy, cache)
-        for p, g in ((self.vera_lambda_d, d_lambda_d), (self.vera_lambda_b, d_lambda_b)):
-            if p.trainable:
-                p.accumulate(g)
-        return dx                                                                    # (..., d_in)
+    def adapter_backward(self, dy, cache):
+        return F.vera_linear_backward(dy, cache)                                     # dx, dλ_d, dλ_b
 
     def extra_repr(self):
         return (f"d_in={self.d_in}, d_out={self.d_out}, r={self.r}, shared={self._shared!r}, "
@@ -268,6 +215,7 @@ class PiSSALinear(LoRALinear):
     """
 
     variant = "pissa"
+    options = ("alpha", "use_rslora", "dropout", "rng")
 
     def __init__(self, base: Linear, r: int = 4, alpha: float = 8.0, use_rslora: bool = False,
                  dropout: float = 0.0, rng=None, name: str = "PiSSALinear"):
@@ -296,37 +244,3 @@ def pissa_to_lora(layer: PiSSALinear):
     B = xp.concatenate([layer.strength * layer.lora_B.data, -layer._B0], axis=1)    # (d_out, 2r)
     A = xp.concatenate([layer.lora_A.data, layer._A0], axis=0)                      # (2r, d_in)
     return A, B
-
-
-# --------------------------------------------------------------------------- factory
-
-VARIANT_CLASSES = {"lora": LoRALinear, "dora": DoRALinear, "vera": VeRALinear, "pissa": PiSSALinear}
-
-
-def make_lora_layer(base: Linear, variant: str = "lora", r: int = 4, alpha: float = 8.0, *,
-                    use_rslora: bool = False, dropout: float = 0.0, init: str = "kaiming", rng=None,
-                    name: str | None = None, exact_grad: bool = True, vera_shared: VeRAShared | None = None,
-                    d_initial: float = 0.1) -> LoRALayer:
-    """One adapted layer of the chosen variant (what ``inject_lora`` calls per target).
-
-    ``alpha``/``use_rslora`` do not apply to VeRA; ``init`` only to plain LoRA; ``dropout`` to
-    LoRA and PiSSA. VeRA needs ``vera_shared``, one for the whole model:
-    ``VeRAShared.for_layers([model.get_submodule(n) for n in targets], r, seed)``.
-    """
-    if variant not in VARIANT_CLASSES:
-        raise ValueError(f"variant must be one of {tuple(VARIANT_CLASSES)}, got {variant!r}")
-    name = name or VARIANT_CLASSES[variant].__name__
-    if variant != "lora" and init != "kaiming":
-        raise ValueError(f"{name}: init={init!r} applies to variant='lora' only")
-    if variant in ("dora", "vera") and dropout:
-        raise ValueError(f"{name}: dropout is supported for variants 'lora' and 'pissa' only, got {dropout!r}")
-    if variant == "lora":
-        return LoRALinear(base, r, alpha, init=init, use_rslora=use_rslora, dropout=dropout, rng=rng, name=name)
-    if variant == "dora":
-        return DoRALinear(base, r, alpha, use_rslora=use_rslora, exact_grad=exact_grad, rng=rng, name=name)
-    if variant == "pissa":
-        return PiSSALinear(base, r, alpha, use_rslora=use_rslora, dropout=dropout, rng=rng, name=name)
-    if vera_shared is None:
-        raise ValueError(f"{name}: variant 'vera' needs vera_shared, the model's shared matrices "
-                         "(VeRAShared.for_layers(bases, r, seed))")
-    return VeRALinear(base, r, vera_shared, d_initial=d_initial, name=name)
