@@ -1,7 +1,8 @@
 # Two commands do everything on a fresh machine with Python 3 and make:
 #   make demo   — create .venv, install lora_np, run the demo
 #   make test   — create .venv, install lora_np with its test tools, run every test and notebook
-# make lab opens JupyterLab on the notebooks.
+# make lab opens JupyterLab on the notebooks; make lint runs ruff; make test-min runs the unit tests
+# with the oldest NumPy, matplotlib, tqdm and ipywidgets that pyproject.toml allows.
 PYTHON ?= python3
 # The models here are small: one BLAS thread is fastest for them, and it avoids threads
 # fighting over the cores of a busy machine (which slowed runs 5-10x). Override if you like.
@@ -10,8 +11,15 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lab clean
+# The minimum-versions environment: these packages are installed at exactly the version after
+# ">=" in pyproject.toml (read from it, so the declared minimum is the tested one).
+VENV_MIN   := .venv-min
+MIN_PINNED := numpy matplotlib tqdm ipywidgets
+MIN_STAMP  := $(VENV_MIN)/.installed
 
+.PHONY: demo test lint test-min lab clean
+
+# Re-installs whenever pyproject.toml changes (new or changed dependencies).
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
@@ -25,8 +33,31 @@ demo: $(STAMP)
 test: $(STAMP)
 	MPLBACKEND=Agg $(BIN)/python -m pytest tests
 
+# ruff, configured in pyproject.toml ([tool.ruff]); the version is pinned in the test extra.
+lint: $(STAMP)
+	$(BIN)/ruff check lora_np tests benchmarks
+
+# Re-installs when pyproject.toml (the minimums) or this file (MIN_PINNED) changes.
+$(MIN_STAMP): pyproject.toml Makefile
+	@test -x $(VENV_MIN)/bin/python || $(PYTHON) -m venv $(VENV_MIN)
+	$(VENV_MIN)/bin/python -m pip install --quiet --upgrade pip
+	@for p in $(MIN_PINNED); do \
+	  pin=$$(grep -oE "\"$$p>=[^\",;]+" pyproject.toml | head -n 1 | tr -d '"' | sed 's/>=/==/'); \
+	  test -n "$$pin" || { echo "pyproject.toml declares no '$$p>=...'" >&2; exit 1; }; \
+	  echo "$$pin"; \
+	done > $(VENV_MIN)/constraints.txt
+	@echo "minimum versions: $$(tr '\n' ' ' < $(VENV_MIN)/constraints.txt)"
+	$(VENV_MIN)/bin/python -m pip install --quiet --only-binary=numpy,matplotlib \
+	  -c $(VENV_MIN)/constraints.txt -e '.[test]'
+	@touch $(MIN_STAMP)
+
+# The unit tests (not the notebooks) with the minimum versions above.
+test-min: $(MIN_STAMP)
+	@$(VENV_MIN)/bin/python -m pip freeze | grep -iE "^($$(echo $(MIN_PINNED) | tr ' ' '|'))=="
+	MPLBACKEND=Agg OPENBLAS_NUM_THREADS=1 $(VENV_MIN)/bin/python -m pytest tests --ignore=tests/test_notebooks.py
+
 lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks
 
 clean:
-	rm -rf $(VENV) outputs .pytest_cache .hypothesis
+	rm -rf $(VENV) $(VENV_MIN) outputs .pytest_cache .hypothesis

@@ -59,7 +59,8 @@ def probe_cupy(cpu_only: bool) -> dict:
 
 def run_gpu_tests(timeout_s: int, selection=("-m", "gpu")) -> dict:
     """``pytest -m gpu`` in a child process with this interpreter; its exit code and summary line."""
-    cmd = [sys.executable, "-m", "pytest", *selection, "-q", "-rs", "-p", "no:cacheprovider", "tests"]   # in ROOT
+    cmd = [sys.executable, "-m", "pytest", *selection, "-q", "-rs", "-p", "no:cacheprovider",
+           "tests"]                                                                       # in ROOT
     start = time.perf_counter()
     try:
         proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout_s)
@@ -82,9 +83,11 @@ def write_markdown(path: pathlib.Path, report: dict) -> None:
     cupy, tests = report["cupy"], report["gpu_tests"]
     lines = ["# GPU check", "",
              f"{report['created']} · Python {report['python']} · NumPy {report['numpy']} · "
-             f"{report['cpu_count']} CPU cores · OPENBLAS_NUM_THREADS={report['blas_threads'] or 'unset'}", ""]
+             f"{report['cpu_count']} CPU cores · "
+             f"OPENBLAS_NUM_THREADS={report['blas_threads'] or 'unset'}", ""]
     if cupy["available"]:
-        lines.append(f"GPU: {cupy['device']} · CuPy {cupy['version']} · CUDA runtime {cupy.get('cuda_runtime')}")
+        lines.append(f"GPU: {cupy['device']} · CuPy {cupy['version']} · CUDA runtime "
+                     f"{cupy.get('cuda_runtime')}")
     else:
         lines.append(f"CuPy: **unavailable** — {cupy['reason']}")
     lines.append("")
@@ -99,11 +102,13 @@ def write_markdown(path: pathlib.Path, report: dict) -> None:
                       f"(exit {suite['returncode']})"]
     lines += ["", f"One LoRA training step (r = {timing.LORA_R}: forward, loss, backward, Adam), float32, "
               "median of the timed repeats after warm-up.", "",
-              "| model | size | numpy ms/step | cupy ms/step | speed-up |", "| --- | --- | ---: | ---: | ---: |"]
+              "| model | size | numpy ms/step | cupy ms/step | speed-up |", "| --- | --- | ---: | ---: | "
+                                                                            "---: |"]
     for row in report["results"]:
         cupy_ms = f"{row['cupy_ms']:.2f}" if row.get("cupy_ms") is not None else "unavailable"
         speedup = f"{row['speedup']:.1f}x" if row.get("speedup") is not None else "–"
-        lines.append(f"| {MODEL_NAMES[row['model']]} | {row['label']} | {row['numpy_ms']:.2f} | {cupy_ms} | {speedup} |")
+        lines.append(f"| {MODEL_NAMES[row['model']]} | {row['label']} | {row['numpy_ms']:.2f} | {cupy_ms} | "
+                     f"{speedup} |")
     lines += ["", f"Total time: {report['seconds']:.0f} s.", ""]
     path.write_text("\n".join(lines))
 
@@ -113,8 +118,10 @@ def main(argv=None) -> int:
     parser.add_argument("--cpu-only", action="store_true", help="time NumPy only; mark CuPy unavailable")
     parser.add_argument("--quick", action="store_true", help="tiny sizes and few repeats (seconds)")
     parser.add_argument("--skip-tests", action="store_true", help="do not run `pytest -m gpu`")
-    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"), help="folder for the two files")
-    parser.add_argument("--repeats", type=int, default=None, help="timed repeats per size (default 5; quick 3)")
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"),
+                        help="folder for the two files")
+    parser.add_argument("--repeats", type=int, default=None, help="timed repeats per size (default 5; quick "
+                                                                  "3)")
     parser.add_argument("--test-timeout", type=int, default=240, help="seconds allowed for the GPU tests")
     parser.add_argument("--full-suite", action="store_true",
                         help="also run the whole test suite on CuPy alone (--backends cupy; several minutes)")
@@ -122,7 +129,8 @@ def main(argv=None) -> int:
     start = time.perf_counter()
 
     cupy = probe_cupy(args.cpu_only)
-    print(f"CuPy: {'available on ' + cupy['device'] if cupy['available'] else 'unavailable — ' + cupy['reason']}")
+    print("CuPy: " + ("available on " + cupy["device"] if cupy["available"]
+                      else "unavailable — " + cupy["reason"]))
     if not cupy["available"] and not args.cpu_only:
         print("falling back to --cpu-only: timing NumPy only")
 
@@ -147,7 +155,8 @@ def main(argv=None) -> int:
         backends, timing.QUICK_MLP_SIZES if quick else timing.MLP_SIZES,
         timing.QUICK_TRANSFORMER_SIZES if quick else timing.TRANSFORMER_SIZES,
         warmup=1 if quick else 3, repeats=repeats, budget_s=2.0 if quick else 10.0,
-        progress=lambda t: print(f"  {t.model:<11} {t.label:<34} {t.backend:<5} {t.ms:10.2f} ms/step", flush=True))
+        progress=lambda t: print(f"  {t.model:<11} {t.label:<34} {t.backend:<5} {t.ms:10.2f} ms/step",
+                                 flush=True))
 
     report = {
         "created": datetime.datetime.now().isoformat(timespec="seconds"),

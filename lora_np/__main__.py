@@ -1,4 +1,6 @@
-"""Command line: ``python -m lora_np demo [--out DIR] [--backend numpy|emulated|cupy]``."""
+"""Command line: ``python -m lora_np demo [--out DIR] [--backend numpy|emulated|cupy] [--no-progress]``.
+
+The report goes to stdout, the progress bars to stderr."""
 from __future__ import annotations
 
 import argparse
@@ -12,6 +14,7 @@ def main(argv=None) -> int:
     demo.add_argument("--out", default="outputs", help="folder for the figures (default: outputs)")
     demo.add_argument("--backend", default=None, help="numpy (default), emulated or cupy")
     demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--no-progress", action="store_true", help="no progress bars (on stderr)")
     args = parser.parse_args(argv)
 
     from . import backend
@@ -22,7 +25,7 @@ def main(argv=None) -> int:
             print(f"error: {err}", file=sys.stderr)
             return 2
     from .demo import run_demo
-    run_demo(out_dir=args.out, seed=args.seed)
+    run_demo(out_dir=args.out, seed=args.seed, progress=not args.no_progress)
     return 0
 
 

@@ -7,7 +7,8 @@ Three backends share one interface:
 * ``"emulated"`` — NumPy dressed up as a device. Its arrays (:class:`DeviceArray`) refuse
   exactly what CuPy refuses: mixing with host (NumPy) arrays and implicit conversion to
   NumPy. The whole test suite runs under it, so an array that leaks to the host fails a test
-  on a laptop instead of crashing a learner's GPU run.
+  on a laptop instead of crashing a learner's GPU run. The device itself lives beside this
+  module, in :mod:`lora_np.emulated`; ``DeviceArray`` and ``EMULATED_XP`` are importable from both.
 
 Library code never imports NumPy for array work. It asks this module:
 
@@ -29,168 +30,15 @@ from __future__ import annotations
 
 import contextlib
 import os
-import types
 
 import numpy as np
-from numpy.lib.mixins import NDArrayOperatorsMixin
+
+from .emulated import EMULATED_XP, DeviceArray
 
 BACKENDS = ("numpy", "emulated", "cupy")
 ENV_VAR = "LORA_NP_BACKEND"
 CUPY_INSTALL_HINT = ("pip install 'lora_np[gpu]' (CuPy for CUDA 12: cupy-cuda12x) "
                      "or 'lora_np[gpu-cuda13]' (CUDA 13: cupy-cuda13x)")
-
-# --------------------------------------------------------------------------- emulated device
-
-
-class DeviceArray(NDArrayOperatorsMixin):
-    """A NumPy array that behaves like a CuPy array: it lives "on the device".
-
-    Arithmetic, indexing, methods and NumPy functions all work and return ``DeviceArray``.
-    What CuPy refuses is refused here with CuPy's exception type (``TypeError``):
-    ``np.asarray(d)``, ``d + np.ones(3)``, ``d[np.array([0])]``, ``d[0] = np.ones(3)``.
-    Explicit transfers work: ``d.get()`` (to the host) and ``xp.asarray(host)`` (to the device).
-    """
-
-    __slots__ = ("_a",)
-    __array_priority__ = 1000
-    __hash__ = None
-
-    def __init__(self, a):
-        self._a = a                                   # the wrapped np.ndarray
-
-    # ---- the refusals
-    def __array__(self, dtype=None, copy=None):
-        raise TypeError(
-            "Implicit conversion to a NumPy array is not allowed (device array). "
-            "Use lora_np.backend.to_numpy(x) or x.get() to copy it to the host explicitly.")
-
-    def __getattr__(self, name):
-        if name.startswith("__") or name in ("ctypes", "data", "base"):
-            raise AttributeError(name)
-        attr = getattr(self._a, name)
-        if not callable(attr):
-            return _wrap(attr)
-
-        def method(*args, **kwargs):
-            return _wrap(attr(*_unwrap(args), **_unwrap(kwargs)))
-        return method
-
-    # ---- NumPy protocols: compute on the wrapped arrays, refuse host arrays
-    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
-        out = kwargs.get("out")
-        result = getattr(ufunc, method)(*_unwrap(inputs), **_unwrap(kwargs))
-        if out is not None:
-            return out[0] if len(out) == 1 else out
-        return _wrap(result)
-
-    def __array_function__(self, func, types_, args, kwargs):
-        return _wrap(func(*_unwrap(args), **_unwrap(kwargs)))
-
-    # ---- the array interface used by library code
-    shape = property(lambda self: self._a.shape)
-    dtype = property(lambda self: self._a.dtype)
-    ndim = property(lambda self: self._a.ndim)
-    size = property(lambda self: self._a.size)
-    nbytes = property(lambda self: self._a.nbytes)
-    T = property(lambda self: DeviceArray(self._a.T))
-
-    def get(self):
-        """Copy to the host (CuPy's spelling)."""
-        return self._a.copy()
-
-    def __getitem__(self, key):
-        return _wrap(self._a[_unwrap(key)])
-
-    def __setitem__(self, key, value):
-        self._a[_unwrap(key)] = _unwrap(value)
-
-    def __len__(self):
-        return len(self._a)
-
-    def __iter__(self):
-        return (_wrap(row) for row in self._a)
-
-    def __float__(self):
-        return float(self._a)
-
-    def __int__(self):
-        return int(self._a)
-
-    def __bool__(self):
-        return bool(self._a)
-
-    def __repr__(self):
-        return "DeviceArray(" + repr(self._a)[6:-1] + ")" if self._a.ndim else f"DeviceArray({self._a!r})"
-
-
-def _unwrap(obj):
-    """DeviceArray -> its ndarray; a host ndarray -> TypeError; containers recursively."""
-    if isinstance(obj, DeviceArray):
-        return obj._a
-    if isinstance(obj, np.ndarray):
-        raise TypeError(
-            "Unsupported type numpy.ndarray: a host (NumPy) array was mixed with a device array. "
-            "Move it to the device first with lora_np.backend.asarray(...).")
-    if isinstance(obj, (tuple, list)):
-        return type(obj)(_unwrap(o) for o in obj)
-    if isinstance(obj, dict):
-        return {k: _unwrap(v) for k, v in obj.items()}
-    return obj
-
-
-def _wrap(obj):
-    """ndarray (or NumPy scalar) -> DeviceArray; containers recursively; others unchanged."""
-    if isinstance(obj, np.ndarray):
-        return DeviceArray(obj)
-    if isinstance(obj, np.generic):
-        return DeviceArray(np.asarray(obj))          # reductions give 0-d device arrays, as in CuPy
-    if isinstance(obj, tuple):
-        return tuple(_wrap(o) for o in obj)
-    if isinstance(obj, list):
-        return [_wrap(o) for o in obj]
-    return obj
-
-
-class _EmulatedNamespace(types.SimpleNamespace):
-    """``xp`` for the emulated backend: NumPy's functions, taking and giving DeviceArrays."""
-
-    _TRANSFER = ("asarray", "array", "ascontiguousarray")
-
-    def __init__(self, module=np):
-        super().__init__()
-        self._module = module
-        self.ndarray = DeviceArray
-
-    def __getattr__(self, name):
-        if name == "random":
-            raise AttributeError("the emulated backend has no xp.random: use lora_np.backend.Rng")
-        obj = getattr(self._module, name)
-        if isinstance(obj, types.ModuleType):
-            return _EmulatedNamespace(obj)
-        if isinstance(obj, type) or not callable(obj):
-            return obj                               # dtypes, constants, newaxis
-        if name in self._TRANSFER:
-            return _to_emulated
-        return lambda *args, **kwargs: _wrap(obj(*_unwrap(args), **_unwrap(kwargs)))
-
-    @staticmethod
-    def asnumpy(x):
-        return x.get() if isinstance(x, DeviceArray) else np.asarray(x)
-
-    @staticmethod
-    def get_array_module(*arrays):
-        return EMULATED_XP
-
-
-def _to_emulated(obj, dtype=None, copy=None):
-    """Explicit host -> device transfer (what ``cupy.asarray`` does)."""
-    if isinstance(obj, DeviceArray):
-        a = obj._a if dtype is None else obj._a.astype(dtype, copy=False)
-        return DeviceArray(a.copy() if copy else a)
-    return DeviceArray(np.array(obj if isinstance(obj, np.ndarray) else _unwrap(obj), dtype=dtype))
-
-
-EMULATED_XP = _EmulatedNamespace()
 
 # --------------------------------------------------------------------------- selection
 
@@ -203,7 +51,7 @@ def _load_cupy():
     if _cupy:
         return _cupy[0]                               # probed once; get_array_module calls this often
     try:
-        import cupy  # noqa: PLC0415  (optional dependency)
+        import cupy  # optional dependency: imported only when asked for
     except ImportError as err:
         raise RuntimeError(f"backend 'cupy' needs CuPy, which is not installed: {CUPY_INSTALL_HINT}") from err
     try:
@@ -337,12 +185,15 @@ def to_device(obj, name: str | None = None):
 
 
 def _owner(a) -> str:
-    return "emulated" if isinstance(a, DeviceArray) else "cupy" if type(a).__module__.startswith("cupy") else "numpy"
+    if isinstance(a, DeviceArray):
+        return "emulated"
+    return "cupy" if type(a).__module__.startswith("cupy") else "numpy"
 
 
 def _ours(obj) -> bool:
     """An instance of a lora_np class (or of a user's subclass of one): walk its attributes."""
-    return not isinstance(obj, type) and any(c.__module__.split(".")[0] == "lora_np" for c in type(obj).__mro__)
+    return not isinstance(obj, type) and any(c.__module__.split(".")[0] == "lora_np"
+                                             for c in type(obj).__mro__)
 
 
 def _as_tuple(slots):
@@ -356,7 +207,7 @@ def _move(obj, name, xp, memo):
         new = obj if _owner(obj) == name else to_numpy(obj) if name == "numpy" else xp.asarray(to_numpy(obj))
     elif isinstance(obj, tuple):
         items = [_move(o, name, xp, memo) for o in obj]
-        changed = any(a is not b for a, b in zip(items, obj))
+        changed = any(a is not b for a, b in zip(items, obj, strict=True))
         new = obj if not changed else type(obj)(*items) if hasattr(obj, "_fields") else type(obj)(items)
     else:
         memo[id(obj)] = (obj, obj)                    # before recursing: cycles end here
@@ -404,7 +255,7 @@ class Rng:
     def permutation(self, n):
         return asarray(self.host.permutation(n))
 
-    def spawn(self) -> "Rng":
+    def spawn(self) -> Rng:
         """An independent child generator (for a layer that needs its own stream)."""
         child = Rng.__new__(Rng)
         child.host = self.host.spawn(1)[0]

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import itertools
 
-import numpy as _host_np   # the comparison is done on the host
+import numpy as _host_np  # the comparison is done on the host
 
 from . import backend
+from .nn import SoftmaxCrossEntropy
 
 
 def rel_error(a, b) -> float:
@@ -22,7 +23,8 @@ def rel_error(a, b) -> float:
     a, b = backend.to_numpy(a).astype(_host_np.float64), backend.to_numpy(b).astype(_host_np.float64)
     if a.shape != b.shape:
         raise ValueError(f"rel_error: shapes differ, {a.shape} vs {b.shape}")
-    return float(_host_np.max(_host_np.abs(a - b) / _host_np.maximum(1e-8, _host_np.abs(a) + _host_np.abs(b))))
+    diff, scale = _host_np.abs(a - b), _host_np.abs(a) + _host_np.abs(b)
+    return float(_host_np.max(diff / _host_np.maximum(1e-8, scale)))
 
 
 def weighted_sum(out, G) -> float:
@@ -70,13 +72,28 @@ def random_indices(shape, count: int, seed: int = 0):
     return [tuple(int(rng.integers(0, n)) for n in shape) for _ in range(count)]
 
 
+def cross_entropy(labels):
+    """``loss_and_grad`` for :func:`check_model_gradients`: the mean cross-entropy of ``labels``.
+
+    ``cross_entropy(labels)(logits) -> (loss: float, dloss/dlogits)``, through
+    :class:`~lora_np.nn.SoftmaxCrossEntropy`: logits (…, C), integer labels (…).
+    """
+    criterion = SoftmaxCrossEntropy()
+
+    def loss_and_grad(logits):
+        loss = float(criterion(logits, labels))
+        return loss, criterion.backward()
+    return loss_and_grad
+
+
 def check_model_gradients(model, x, loss_and_grad, max_coords: int = 40, seed: int = 0) -> dict:
     """Relative errors of a module's analytic gradients against central differences.
 
     ``loss_and_grad(out) -> (loss: float, dout)`` turns the module's output into a scalar loss
-    and its gradient. Checked: every trainable parameter (at most ``max_coords`` random entries
-    each) and, when ``x`` is a float array, the input. Returns ``{name: rel_error}``, the input
-    under ``"input"``. Use float64 parameters and inputs.
+    and its gradient (for a classifier: ``cross_entropy(labels)``). Checked: every trainable
+    parameter (at most ``max_coords`` random entries each) and, when ``x`` is a float array, the
+    input. Returns ``{name: rel_error}``, the input under ``"input"``. Use float64 parameters and
+    inputs.
     """
     model.zero_grad()
     loss, dout = loss_and_grad(model(x))
@@ -90,7 +107,7 @@ def check_model_gradients(model, x, loss_and_grad, max_coords: int = 40, seed: i
         coords = random_indices(arr.shape, max_coords, seed) if arr.size > max_coords else None
         num, ana = numerical_gradient(f, arr, indices=coords), backend.to_numpy(grad)
         if coords is not None:                      # compare only the sampled entries
-            rows = tuple(_host_np.array(c) for c in zip(*coords))
+            rows = tuple(_host_np.array(c) for c in zip(*coords, strict=True))
             num, ana = num[rows], ana[rows]
         return rel_error_tensor(num, ana)
 

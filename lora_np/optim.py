@@ -3,25 +3,17 @@
 With LoRA this is where much of the memory saving comes from: Adam keeps two moment arrays
 per trained parameter, so freezing W0 removes ``2 · d_in · d_out`` numbers per layer while the
 adapter adds ``2 · r · (d_in + d_out)``. :meth:`Optimizer.state_bytes` measures it.
+
+Hyper-parameters are checked when the optimizer is built, group by group: a learning rate and
+``eps`` must be finite and > 0, a weight decay finite and >= 0, a momentum and each of Adam's
+betas in [0, 1). A bad value is a ``ValueError`` that names it (``"Adam: lr must be a finite
+positive number, got inf"``); the checked values are stored as plain Python floats.
 """
 from __future__ import annotations
 
-import numbers
-
+from . import validate
 from .backend import get_array_module
 from .nn import Module, Parameter
-
-
-def _positive(name, value, allow_zero=False):
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and (value >= 0 if allow_zero else value > 0)
-    if not ok:
-        raise ValueError(f"{name} must be a {'non-negative' if allow_zero else 'positive'} number, got {value!r}")
-    return float(value)
-
-
-def _is_fraction(value) -> bool:
-    """A real number in [0, 1): a momentum or one of Adam's betas (a string or a bool is not)."""
-    return isinstance(value, numbers.Real) and not isinstance(value, bool) and 0.0 <= value < 1.0
 
 
 class Optimizer:
@@ -31,6 +23,7 @@ class Optimizer:
     """
 
     def __init__(self, params, **hyper):
+        self._model = params if isinstance(params, Module) else None     # to check against at the first step
         if isinstance(params, Module):
             params = params.parameters()
         params = list(params)
@@ -43,13 +36,15 @@ class Optimizer:
             self.groups.append({**hyper, **{k: v for k, v in g.items() if k != "params"}, "params": ps})
         if not any(g["params"] for g in self.groups):
             raise ValueError("the optimizer got no trainable parameters: is everything frozen?")
-        for g in self.groups:
-            self._check(g)
+        name = type(self).__name__
+        for i, g in enumerate(self.groups):
+            self._check(g, name if len(self.groups) == 1 else f"{name} (param group {i})")
         self.state = {id(p): self._init_state(p, g) for g in self.groups for p in g["params"]}
         self.steps = 0
 
-    def _check(self, group):
-        _positive("lr", group["lr"])
+    def _check(self, group: dict, where: str) -> None:
+        """Check the group's hyper-parameters in place (each becomes a plain float)."""
+        group["lr"] = validate.positive_number(group["lr"], "lr", where)
 
     def _init_state(self, p, group) -> dict:
         return {}
@@ -59,7 +54,30 @@ class Optimizer:
             for p in g["params"]:
                 p.grad = None
 
+    def check_params(self, model: Module | None = None) -> None:
+        """Raise unless this optimizer holds exactly the model's trainable parameters.
+
+        An optimizer made before ``inject_lora`` holds the base's weights, which are now frozen, and
+        not the adapter's, so training would silently change nothing. Called at the first
+        :meth:`step` (with the model the optimizer was made from) and by ``fit``.
+        """
+        mine = {id(p): p for g in self.groups for p in g["params"]}
+        frozen = [p for p in mine.values() if not p.trainable]
+        model = model if model is not None else self._model
+        missing = [] if model is None else [n for n, p in model.named_parameters()
+                                            if p.trainable and id(p) not in mine]
+        if frozen or missing:
+            what = (f"{len(missing)} trainable parameter(s) of the model are not in it (e.g. {missing[0]!r})"
+                    if missing else "")
+            what += ("; " if what and frozen else "") + (f"it holds {len(frozen)} parameter(s) that are now "
+                                                         "frozen" if frozen else "")
+            raise ValueError(f"{type(self).__name__}: the optimizer does not hold the model's trainable "
+                             f"parameters: {what}. Create the optimizer after inject_lora (and after "
+                             "freezing, unfreezing or moving the model), e.g. Adam(model, lr=...)")
+
     def step(self) -> None:
+        if self.steps == 0:
+            self.check_params()
         self.steps += 1
         for g in self.groups:
             for p in g["params"]:
@@ -71,7 +89,8 @@ class Optimizer:
 
     def state_bytes(self) -> int:
         """Bytes held in optimizer state (moments, velocities) — zero for frozen parameters."""
-        return sum(int(a.nbytes) for s in self.state.values() for a in s.values() if hasattr(a, "nbytes"))
+        return sum(int(a.nbytes) for s in self.state.values() for a in s.values()
+                   if hasattr(a, "nbytes"))
 
     def num_trained(self) -> int:
         return sum(p.size for g in self.groups for p in g["params"])
@@ -83,11 +102,10 @@ class SGD(Optimizer):
     def __init__(self, params, lr=0.01, momentum=0.0, weight_decay=0.0):
         super().__init__(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
 
-    def _check(self, g):
-        super()._check(g)
-        if not _is_fraction(g["momentum"]):
-            raise ValueError(f"momentum must be in [0, 1), got {g['momentum']!r}")
-        _positive("weight_decay", g["weight_decay"], allow_zero=True)
+    def _check(self, g, where):
+        super()._check(g, where)
+        g["momentum"] = validate.fraction(g["momentum"], "momentum", where)
+        g["weight_decay"] = validate.number(g["weight_decay"], "weight_decay", where, low=0.0)
 
     def _init_state(self, p, group):
         return {"velocity": get_array_module(p.data).zeros_like(p.data)} if group["momentum"] else {}
@@ -113,13 +131,16 @@ class Adam(Optimizer):
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
 
-    def _check(self, g):
-        super()._check(g)
+    def _check(self, g, where):
+        super()._check(g, where)
         betas = g["betas"]
-        if not (isinstance(betas, (tuple, list)) and len(betas) == 2 and all(map(_is_fraction, betas))):
-            raise ValueError(f"betas must be a pair (beta1, beta2) of numbers in [0, 1), got {betas!r}")
-        _positive("eps", g["eps"])
-        _positive("weight_decay", g["weight_decay"], allow_zero=True)
+        if not (isinstance(betas, (tuple, list)) and len(betas) == 2):
+            raise ValueError(validate.message("betas", "a pair (beta1, beta2) of numbers in [0, 1)",
+                                              betas, where))
+        g["betas"] = (validate.fraction(betas[0], "betas[0] (beta1)", where),
+                      validate.fraction(betas[1], "betas[1] (beta2)", where))
+        g["eps"] = validate.positive_number(g["eps"], "eps", where)
+        g["weight_decay"] = validate.number(g["weight_decay"], "weight_decay", where, low=0.0)
 
     def _init_state(self, p, group):
         xp = get_array_module(p.data)
@@ -143,7 +164,8 @@ class Adam(Optimizer):
 
 
 class AdamW(Adam):
-    """Adam with decoupled weight decay (Loshchilov & Hutter): θ ← θ − lr·λ·θ, apart from the gradient."""
+    """Adam with decoupled weight decay (Loshchilov & Hutter): θ ← θ − lr·λ·θ, apart from the
+    gradient."""
 
     decoupled = True
 

@@ -10,13 +10,14 @@ history is bit-identical on NumPy. A loss that becomes NaN or inf stops training
 from __future__ import annotations
 
 import math
+import sys
 import time
 from dataclasses import dataclass, field
 
-import numpy as _host_np   # host-side bookkeeping only: shuffling indices and metrics on the CPU
+import numpy as _host_np  # host-side bookkeeping only: shuffling indices and metrics on the CPU
 
-from . import backend
-from .nn import Module, SoftmaxCrossEntropy
+from . import backend, validate
+from .nn import Module, SoftmaxCrossEntropy, check_finite
 
 
 class TrainingDiverged(FloatingPointError):
@@ -78,7 +79,8 @@ def predict(model: Module, X, batch_size: int = 4096):
     """Predicted classes as a host NumPy array (for metrics and plots)."""
     was_training = model.training
     model.eval()
-    out = [backend.to_numpy(model(X[i:i + batch_size]).argmax(axis=-1)) for i in range(0, X.shape[0], batch_size)]
+    out = [backend.to_numpy(model(X[i:i + batch_size]).argmax(axis=-1))            # (B,) each
+           for i in range(0, X.shape[0], batch_size)]
     model.train(was_training)
     model.clear_caches()
     return _host_np.concatenate(out)
@@ -92,34 +94,52 @@ def confusion_matrix(y_true, y_pred, n_classes: int):
 
 
 def progress_bar(iterable, enabled: bool, desc: str, total: int | None = None):
-    """``iterable`` wrapped in a tqdm bar (the notebook widget in Jupyter, text in a terminal) when
-    ``enabled``, else ``iterable`` itself. For long runs: pretraining, sweeps, the demo."""
+    """``iterable`` wrapped in a tqdm bar (the notebook widget in Jupyter, text on stderr in a terminal)
+    when ``enabled``, else ``iterable`` itself. ``iterable=None`` gives a bar of ``total`` steps to
+    advance with ``bar.update(1)`` (``None`` when not enabled). For long runs: pretraining, sweeps, the demo.
+    """
     if not enabled:
         return iterable
     from tqdm.auto import tqdm
-    return tqdm(iterable, desc=desc, total=total, leave=False)
+    return tqdm(iterable, desc=desc, total=total, leave=False, file=sys.stderr)
+
+
+def _diverged(loss: float, step: int, epoch: int, model: Module, optimizer, xb) -> str:
+    """Why the loss is not finite: the inputs (the data's fault) or the parameters (the step size's)."""
+    xp = backend.get_array_module(xb)
+    if xb.dtype.kind == "f" and not bool(xp.isfinite(xb).all()):
+        return (f"the loss became {loss} at step {step} (epoch {epoch}) because the input batch contains NaN "
+                "or inf values: clean or impute the data (the learning rate is not the cause)")
+    bad = [n for n, p in model.named_parameters()
+           if not bool(backend.get_array_module(p.data).isfinite(p.data).all())]
+    where = f"the parameters {bad[:3]} hold NaN or inf" if bad else "the logits overflowed"
+    return (f"the loss became {loss} at step {step} (epoch {epoch}) with finite inputs: {where}, so the "
+            f"training diverged; try a lower learning rate than lr={optimizer.groups[0]['lr']:g}")
 
 
 def fit(model: Module, optimizer, X, y, epochs: int = 10, batch_size: int = 64, val=None,
-        callbacks=(), seed: int = 0, progress: bool = False) -> History:
+        callbacks=(), seed: int = 0, progress: bool | str = False) -> History:
     """Train with mini-batch gradient descent on softmax cross-entropy; return the History.
 
     ``val``: an (X_val, y_val) pair evaluated after every epoch. ``callbacks``: callables
-    receiving a :class:`StepInfo` after every step (for live plots). ``progress``: a tqdm bar.
+    receiving a :class:`StepInfo` after every step (for live plots). ``progress``: a tqdm bar on
+    stderr, one tick per step, labelled "training" or with ``progress`` when it is a string; it
+    changes nothing else (the history is bit-identical with and without it).
     """
     _check_xy(X, y, "fit")
-    for name, v in (("epochs", epochs), ("batch_size", batch_size)):
-        if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
-            raise ValueError(f"{name} must be a positive integer, got {v!r}")
+    epochs = validate.positive_int(epochs, "epochs")
+    batch_size = validate.positive_int(batch_size, "batch_size")
     if val is not None:
         _check_xy(*val, "fit(val=...)")
+    optimizer.check_params(model)                  # made before inject_lora? it would train nothing
+    check_finite(X, "fit", "X")
+    if val is not None:
+        check_finite(val[0], "fit(val=...)", "X_val")
     criterion, hist, N = SoftmaxCrossEntropy(), History(), X.shape[0]
     shuffler = _host_np.random.default_rng(seed)
     steps_per_epoch = math.ceil(N / batch_size)
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-        bar = tqdm(total=epochs * steps_per_epoch, desc="training", leave=False)
+    bar = progress_bar(None, bool(progress), progress if isinstance(progress, str) else "training",
+                       total=epochs * steps_per_epoch)
     model.train()
     start, step = time.perf_counter(), 0
     try:
@@ -131,9 +151,7 @@ def fit(model: Module, optimizer, X, y, epochs: int = 10, batch_size: int = 64, 
                 logits = model(X[idx])                                         # (B, C)
                 loss = float(criterion(logits, y[idx]))
                 if not math.isfinite(loss):
-                    lr = optimizer.groups[0]["lr"]
-                    raise TrainingDiverged(f"the loss became {loss} at step {step} (epoch {epoch}); "
-                                           f"try a lower learning rate than lr={lr:g}")
+                    raise TrainingDiverged(_diverged(loss, step, epoch, model, optimizer, X[idx]))
                 optimizer.zero_grad()
                 model.backward(criterion.backward())
                 optimizer.step()
@@ -144,7 +162,7 @@ def fit(model: Module, optimizer, X, y, epochs: int = 10, batch_size: int = 64, 
                     cb(StepInfo(step, epoch, loss, model, hist))
                 if bar is not None:
                     bar.update(1)
-                    bar.set_postfix(loss=f"{loss:.4f}")
+                    bar.set_postfix(loss=f"{loss:.4f}", refresh=False)      # drawn at most every 0.1 s
             hist.epoch_loss.append(total / N)
             if val is not None:
                 res = evaluate(model, *val)

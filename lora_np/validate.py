@@ -15,8 +15,8 @@ from __future__ import annotations
 import math
 import numbers
 
-__all__ = ["integer", "positive_int", "int_list", "number", "positive_number", "finite_number",
-           "fraction", "boolean", "choice", "message"]
+__all__ = ["is_int", "is_real", "integer", "positive_int", "int_list", "number", "positive_number",
+           "finite_number", "fraction", "boolean", "choice", "message"]
 
 
 def message(name: str, expected: str, value, where: str | None = None) -> str:
@@ -25,17 +25,20 @@ def message(name: str, expected: str, value, where: str | None = None) -> str:
     return f"{prefix}{name} must be {expected}, got {value!r}"
 
 
-def _is_int(value) -> bool:
+def is_int(value) -> bool:
+    """An integer, and not True or False (Python counts them as 1 and 0)."""
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
-def _is_real(value) -> bool:
+def is_real(value) -> bool:
+    """A real number, and not True or False."""
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
-def integer(value, name: str, where: str | None = None, low: int | None = None, high: int | None = None) -> int:
+def integer(value, name: str, where: str | None = None, low: int | None = None,
+            high: int | None = None) -> int:
     """An integer in [low, high] (either bound may be None)."""
-    if not _is_int(value) or (low is not None and value < low) or (high is not None and value > high):
+    if not is_int(value) or (low is not None and value < low) or (high is not None and value > high):
         if low is not None and high is not None:
             expected = f"an integer in [{low}, {high}]"
         elif low is not None:
@@ -55,7 +58,8 @@ def positive_int(value, name: str, where: str | None = None) -> int:
 
 def int_list(values, name: str, where: str | None = None, low: int = 1) -> list:
     """A non-empty list or tuple of integers, each >= ``low``."""
-    if not isinstance(values, (list, tuple)) or not values or not all(_is_int(v) and v >= low for v in values):
+    ok = isinstance(values, (list, tuple)) and values and all(is_int(v) and v >= low for v in values)
+    if not ok:
         kind = {0: "non-negative", 1: "positive"}.get(low, f">= {low}")
         raise ValueError(message(name, f"a non-empty list of {kind} integers", values, where))
     return [int(v) for v in values]
@@ -64,7 +68,7 @@ def int_list(values, name: str, where: str | None = None, low: int = 1) -> list:
 def number(value, name: str, where: str | None = None, low: float | None = None, high: float | None = None,
            low_open: bool = False, high_open: bool = False) -> float:
     """A finite real number in the interval [low, high] (``low_open``/``high_open``: exclude the ends)."""
-    ok = _is_real(value) and math.isfinite(value)
+    ok = is_real(value) and math.isfinite(value)
     if ok and low is not None:
         ok = value > low if low_open else value >= low
     if ok and high is not None:
@@ -89,7 +93,7 @@ def finite_number(value, name: str, where: str | None = None) -> float:
 
 def positive_number(value, name: str, where: str | None = None) -> float:
     """A finite number > 0 (a learning rate, alpha, a scale)."""
-    if not (_is_real(value) and math.isfinite(value) and value > 0):
+    if not (is_real(value) and math.isfinite(value) and value > 0):
         raise ValueError(message(name, "a finite positive number", value, where))
     return float(value)
 

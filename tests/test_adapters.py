@@ -5,10 +5,26 @@ import numpy as np
 import pytest
 
 from lora_np import backend
-from lora_np.lora import (LoraConfig, active_adapter, adapter_layers, adapters_disabled, add_adapter,
-                          add_weighted_adapter, delete_adapter, disable_adapters, enable_adapters, inject_lora,
-                          list_adapters, lora_layers, lora_state_dict, merge_and_unload, merge_lora, set_adapter,
-                          set_adapter_strength, unmerge_lora)
+from lora_np.lora import (
+    LoraConfig,
+    active_adapter,
+    adapter_layers,
+    adapters_disabled,
+    add_adapter,
+    add_weighted_adapter,
+    delete_adapter,
+    disable_adapters,
+    enable_adapters,
+    inject_lora,
+    list_adapters,
+    lora_layers,
+    lora_state_dict,
+    merge_and_unload,
+    merge_lora,
+    set_adapter,
+    set_adapter_strength,
+    unmerge_lora,
+)
 from lora_np.models import MLP
 from lora_np.nn import Linear, LoRALayer
 from lora_np.optim import Adam
@@ -30,7 +46,8 @@ def randomize(model, name, rng, scale=0.3):
 def two(rng):
     """A base MLP and a copy carrying adapters "a" (fc1, r=2) and "b" (fc1 + fc2, r=3), both non-zero."""
     base = MLP(6, (8, 8), 3, seed=1)
-    model = inject_lora(copy.deepcopy(base), LoraConfig(r=2, target_modules=["fc1"], seed=1), adapter_name="a")
+    model = inject_lora(copy.deepcopy(base), LoraConfig(r=2, target_modules=["fc1"], seed=1),
+                        adapter_name="a")
     add_adapter(model, "b", LoraConfig(r=3, lora_alpha=6, target_modules=["fc1", "fc2"], seed=2))
     randomize(model, "a", rng)
     randomize(model, "b", rng)
@@ -52,7 +69,8 @@ def test_switching_shows_each_adapter_and_keeps_the_other(two):
 
 def test_training_one_adapter_leaves_the_other_untouched(two, task_small):
     base, model, X = two
-    a_before = {p: backend.to_numpy(l.lora_B.data).copy() for p, l in adapter_layers(model, "a").items()}
+    a_before = {p: backend.to_numpy(layer.lora_B.data).copy()
+                for p, layer in adapter_layers(model, "a").items()}
     set_adapter(model, "b")
     Xt, yt = task_small
     fit(model, Adam(model, lr=1e-2), Xt, yt, epochs=2, batch_size=16)
@@ -60,7 +78,8 @@ def test_training_one_adapter_leaves_the_other_untouched(two, task_small):
         assert np.array_equal(backend.to_numpy(layer.lora_B.data), a_before[p])
     frozen = {n: p for n, p in model.named_parameters() if "lora" not in n}
     assert sorted(frozen) == sorted(n for n, _ in base.named_parameters())
-    assert all(np.array_equal(backend.to_numpy(frozen[n].data), backend.to_numpy(p.data)) for n, p in base.named_parameters())
+    assert all(np.array_equal(backend.to_numpy(frozen[n].data), backend.to_numpy(p.data))
+               for n, p in base.named_parameters())
 
 
 @pytest.fixture
@@ -93,10 +112,12 @@ def test_delete_adapter(two):
         set_adapter(model, "a")
 
 
-@pytest.mark.filterwarnings("ignore::lora_np.nn.lora.LoRARankWarning")   # full rank of an 8x8 layer, on purpose
+# full rank of an 8x8 layer, on purpose
+@pytest.mark.filterwarnings("ignore::lora_np.nn.lora.LoRARankWarning")
 def test_linear_combination_is_the_weighted_sum_and_svd_at_full_rank_equals_it(float64, two):
     base, model, X = two
-    dW = {name: {p: l.delta_weight() for p, l in adapter_layers(model, name).items()} for name in ("a", "b")}
+    dW = {name: {p: layer.delta_weight() for p, layer in adapter_layers(model, name).items()}
+          for name in ("a", "b")}
     add_weighted_adapter(model, ["a", "b"], [0.7, -0.4], "lin")
     add_weighted_adapter(model, ["a", "b"], [0.7, -0.4], "svd", combination="svd", rank=6)
     for path in ("fc1", "fc2"):
@@ -172,7 +193,7 @@ def test_variants_through_the_config(rng, variant, per_layer):
     model = inject_lora(copy.deepcopy(base), LoraConfig(r=2, target_modules=["fc1", "fc2"], variant=variant))
     assert {layer.variant for _, layer in lora_layers(model)} == {variant}
     assert model.num_parameters(trainable_only=True) == per_layer(6, 8, 2) + per_layer(8, 8, 2)
-    assert np.allclose(out(model, X), out(base, X), rtol=0, atol=1e-5)          # every variant starts at the base
+    assert np.allclose(out(model, X), out(base, X), rtol=0, atol=1e-5)    # every variant starts at the base
     state = lora_state_dict(model)
     assert sum(v.size for v in state.values()) == model.num_parameters(trainable_only=True)
 

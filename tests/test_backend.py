@@ -93,7 +93,7 @@ def test_device_operations_stay_on_the_device(emulated):
     assert np.array_equal(to_numpy(d), [[1.0, 7.0], [9.0, 9.0]])
     assert backend.get_array_module(d) is emulated
     with pytest.raises(AttributeError, match="Rng"):
-        emulated.random
+        _ = emulated.random
 
 
 @pytest.mark.host_only
@@ -133,10 +133,28 @@ def test_same_seed_gives_identical_numbers_on_every_backend():
                 rng.standard_normal((3, 4)), rng.uniform(-1, 1, (5,)), rng.random((2, 2)),
                 rng.integers(0, 10, (6,)), rng.permutation(8), rng.spawn().standard_normal((3,)),
                 rng.standard_normal((2,), dtype="float32"))]
-    for a, b in zip(draws["numpy"], draws["emulated"]):
+    for a, b in zip(draws["numpy"], draws["emulated"], strict=True):
         assert a.dtype == b.dtype and np.array_equal(a, b)
     with backend.use_backend("numpy"):
         assert not np.array_equal(to_numpy(Rng(8).standard_normal((3, 4))), draws["numpy"][0])
+
+
+@pytest.mark.host_only
+def test_the_emulated_device_lives_beside_the_backend_without_importing_it():
+    """``lora_np.emulated`` holds the device; ``lora_np.backend`` re-exports it (no import cycle)."""
+    import ast
+    import inspect
+
+    from lora_np import emulated
+    assert backend.DeviceArray is emulated.DeviceArray and backend.EMULATED_XP is emulated.EMULATED_XP
+    assert DeviceArray.__module__ == "lora_np.emulated"
+    tree = ast.parse(inspect.getsource(emulated))
+    imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    imported |= {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    assert not any("backend" in name or name.startswith("lora_np") for name in imported), imported
+    assert not any(isinstance(n, ast.ImportFrom) and n.level for n in ast.walk(tree))   # no relative imports
+    with backend.use_backend("emulated") as xp:
+        assert xp is emulated.EMULATED_XP and isinstance(backend.asarray([1.0]), emulated.DeviceArray)
 
 
 # --------------------------------------------------------------------------- selection

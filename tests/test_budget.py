@@ -9,10 +9,24 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from matplotlib.figure import Figure
 
-from lora_np.experiments.budget import (MODEL_PRESETS, PRECISION_PRESETS, BreakEven, ModelPreset, PrecisionSpec,
-                                        break_even, byte_unit, compare_memory, format_bytes, format_memory_table,
-                                        full_finetune_memory, full_param_count, lora_memory, lora_param_count,
-                                        lora_trainable_params, parameter_budget)
+from lora_np.experiments.budget import (
+    MODEL_PRESETS,
+    PRECISION_PRESETS,
+    BreakEven,
+    ModelPreset,
+    PrecisionSpec,
+    break_even,
+    byte_unit,
+    compare_memory,
+    format_bytes,
+    format_memory_table,
+    full_finetune_memory,
+    full_param_count,
+    lora_memory,
+    lora_param_count,
+    lora_trainable_params,
+    parameter_budget,
+)
 from lora_np.experiments.lowrank import lowrank_param_count
 from lora_np.nn import break_even_rank
 from lora_np.viz.budget import plot_memory, plot_parameter_budget
@@ -36,8 +50,8 @@ def test_a_7b_model_needs_about_13_gib_for_its_fp16_weights_and_104_gib_for_full
     assert inference.total == inference.weights                       # inference: weights only
     full, lora = compare_memory("7B (nominal 7.0e9)", MIXED_ADAM, r=8)
     assert full.total == 7e9 * (2 + 2 + 8 + 4) and close(full.total / GiB, 104.3)
-    assert close(lora.weights / GiB, 13.04)                            # the frozen weights are still there ...
-    assert lora.total - inference.weights < 100 * MiB                  # ... plus a small adapter's training state
+    assert close(lora.weights / GiB, 13.04)                          # the frozen weights are still there ...
+    assert lora.total - inference.weights < 100 * MiB              # ... plus a small adapter's training state
     assert full.total / lora.total > 7.9
 
 
@@ -61,7 +75,7 @@ def test_gpt3_checkpoint_shrinks_from_350_gb_to_about_35_mb():
     assert close(lora.checkpoint, 35e6, rel=0.10)                      # the paper's rounded "35 MB"
     assert 9_200 < full.checkpoint / lora.checkpoint < 9_350           # "roughly 10,000×"
     assert round(100 * lora.fraction, 2) == 0.01                       # ≈ 0.01% of the model
-    assert close(lora.weights, 350e9, rel=0.001)                       # LoRA training: the 350 GB of frozen weights
+    assert close(lora.weights, 350e9, rel=0.001)                       # LoRA: the 350 GB of frozen weights
 
 
 @pytest.mark.host_only
@@ -71,9 +85,9 @@ def test_the_presets_shapes_add_up_to_the_published_parameter_counts():
         return sum(a * b for _, (a, b) in MODEL_PRESETS[name].matrices)
     llama7 = 32 * per_layer("LLaMA-7B") + 2 * 32000 * 4096 + (2 * 32 + 1) * 4096
     llama13 = 40 * per_layer("LLaMA-13B") + 2 * 32000 * 5120 + (2 * 40 + 1) * 5120
-    gpt2_biases_and_norms = 3 * 768 + 768 + 3072 + 768 + 4 * 768         # per block: qkv, o, fc, proj, 2 LayerNorms
+    gpt2_biases_and_norms = 3 * 768 + 768 + 3072 + 768 + 4 * 768   # per block: qkv, o, fc, proj, 2 LayerNorms
     gpt2 = (12 * (per_layer("GPT-2 small (124M)") + gpt2_biases_and_norms)
-            + 50257 * 768 + 1024 * 768 + 2 * 768)                         # token and position embeddings, final norm
+            + 50257 * 768 + 1024 * 768 + 2 * 768)                  # token and position embeddings, final norm
     assert (llama7, llama13, gpt2) == tuple(MODEL_PRESETS[n].n_params
                                             for n in ("LLaMA-7B", "LLaMA-13B", "GPT-2 small (124M)"))
     assert close(96 * per_layer("GPT-3 175B"), 175e9, rel=0.01)        # 12 d² per layer: 173.9e9
@@ -165,8 +179,9 @@ def test_format_bytes_in_binary_and_decimal_units():
     (lambda: parameter_budget(4, 4, []), "ranks must not be empty"),
     (lambda: parameter_budget(4, 4, [2, 1]), "strictly increasing"),
     (lambda: parameter_budget(4, 4, [1, 9]), "r=9 is above"),
-    (lambda: parameter_budget(4, 4).at(7), "r=7 must be one of the budget's ranks"),
-    (lambda: parameter_budget(4, 4).at("2"), "r='2' must be one of"),
+    (lambda: parameter_budget(4, 4).at(7), r"ParameterBudget.at: r must be an integer in \[1, 4\], got 7"),
+    (lambda: parameter_budget(4, 4).at("2"), r"r must be an integer in \[1, 4\], got '2'"),
+    (lambda: parameter_budget(8, 8, [1, 8]).at(4), r"r must be one of the budget's ranks \[1, 8\], got 4"),
     (lambda: lora_trainable_params("GPT-4", 4), "model must be a ModelPreset or one of"),
     (lambda: lora_trainable_params("LLaMA-7B", 4, targets=("q", "w")), "targets must be a non-empty subset"),
     (lambda: lora_trainable_params("LLaMA-7B", 4, targets=()), "targets must be a non-empty subset"),
@@ -174,18 +189,20 @@ def test_format_bytes_in_binary_and_decimal_units():
     (lambda: lora_memory("LLaMA-7B", "fp8 magic", 4), "precision must be a PrecisionSpec or one of"),
     (lambda: lora_memory("LLaMA-7B", MIXED_ADAM, 0), "r must be a positive integer"),
     (lambda: full_finetune_memory("LLaMA-7B", MIXED_ADAM, checkpoint_bytes=0),
-     "full_finetune_memory: checkpoint_bytes must be a positive number"),
-    (lambda: lora_memory("LLaMA-7B", MIXED_ADAM, 4, checkpoint_bytes=True), "lora_memory: checkpoint_bytes must be"),
+     "full_finetune_memory: checkpoint_bytes must be a finite positive number"),
+    (lambda: lora_memory("LLaMA-7B", MIXED_ADAM, 4, checkpoint_bytes=True),
+     "lora_memory: checkpoint_bytes must be"),
     (lambda: PrecisionSpec("x", 2, -1, 0, 0), "grad_bytes must be a finite number >= 0"),
     (lambda: PrecisionSpec("x", 0, 0, 0, 0), "weight_bytes must be > 0"),
-    (lambda: ModelPreset("x", 50, 1, 8, (("q", (8, 8)),), (("q", ("q",)),)), "64 parameters, more than n_params = 50"),
+    (lambda: ModelPreset("x", 50, 1, 8, (("q", (8, 8)),), (("q", ("q",)),)),
+     "64 parameters, more than n_params = 50"),
     (lambda: ModelPreset("x", 100, 1, 8, (("q", (8, 0)),), (("q", ("q",)),)), "the shape of 'q' must be"),
     (lambda: ModelPreset("x", 100, 1, 8, (("q", (8, 8)),), (("k", ("k",)),)), "targets must be a non-empty"),
     (lambda: ModelPreset("x", 0, 1, 8, (("q", (8, 8)),), ()), "n_params must be a positive integer"),
-    (lambda: byte_unit(-1), "n must be a finite number of bytes >= 0"),
+    (lambda: byte_unit(-1), "byte_unit: n must be a finite number >= 0, got -1"),
     (lambda: format_memory_table(), "one or more MemoryBreakdown"),
     (lambda: parameter_budget_explorer(8, 4, r=5), "r=5 is above"),
-    (lambda: parameter_budget_explorer(8, 4, r=2, max_dim=4), "max_dim must be an integer >= max"),
+    (lambda: parameter_budget_explorer(8, 4, r=2, max_dim=4), "max_dim must be an integer >= 8, got 4"),
     (lambda: memory_calculator("LLaMA-7B", r=3), r"r=3 must be one of \(1, 2, 4"),
     (lambda: memory_calculator("fruit MLP 20-256-256-10", r=32), "r=32 is above"),
     (lambda: memory_calculator("LLaMA-7B", targets=("q",)), "must be one of the preset's target sets"),
@@ -203,7 +220,7 @@ def test_figures_reject_what_they_cannot_draw():
         plot_parameter_budget({"ranks": [1]})
     with pytest.raises(TypeError, match="must be MemoryBreakdown objects"):
         plot_memory(1.0, 2.0)
-    with pytest.raises(ValueError, match="r=9 must be one of"):
+    with pytest.raises(ValueError, match=r"r must be an integer in \[1, 4\], got 9"):
         plot_parameter_budget(parameter_budget(4, 4), r=9, ax=Figure().subplots())
 
 
@@ -266,7 +283,7 @@ def test_parameter_budget_explorer_records_each_redraw():
     assert dash.history == [parameter_budget(64, 32).at(16)] and dash.slider.max == 32
     dash.slider.value = 24                                             # past r* = 21.3: LoRA saves nothing
     assert dash.history[-1]["lora"] == 24 * 96 and dash.history[-1]["saves"] is False
-    dash.d_out_slider.value = 8                                        # r clamps to min(d_in, d_out) = 8, one redraw
+    dash.d_out_slider.value = 8                                 # r clamps to min(d_in, d_out) = 8, one redraw
     assert dash.slider.max == 8 and dash.slider.value == 8 and len(dash.history) == 3
     assert dash.history[-1] == parameter_budget(64, 8).at(8)
     dash.d_in_slider.value = 100
@@ -293,11 +310,11 @@ def test_memory_calculator_records_each_change_of_model_precision_targets_and_ra
     dash.targets_dropdown.value = ("q", "k", "v", "o")
     assert dash.history[-1]["trainable"] == 2 * 37_748_736
     dash.slider.value = 256
-    dash.dropdown.value = "fruit MLP 20-256-256-10"                    # its own targets; r falls to the largest allowed
+    dash.dropdown.value = "fruit MLP 20-256-256-10"           # its own targets; r falls to the largest one
     rec = dash.history[-1]
     assert rec["model"] == "fruit MLP 20-256-256-10" and rec["targets"] == ("fc1", "fc2") and rec["r"] == 16
     assert dash.slider.options == (1, 2, 4, 8, 16) and rec["trainable"] == 16 * (276 + 512)
-    dash.dropdown.value = "LLaMA-7B"                                   # back to a transformer: every rank again
+    dash.dropdown.value = "LLaMA-7B"                            # back to a transformer: every rank again
     assert dash.history[-1]["r"] == 16 and dash.slider.options[-1] == 256
     assert dash.targets_dropdown.options[-1][1] == ("q", "k", "v", "o", "gate", "up", "down")
     assert [(h["model"], h["r"]) for h in dash.history] == [

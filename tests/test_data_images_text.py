@@ -3,16 +3,24 @@
 Images: shapes, ranges, balance, determinism, and the shift — a nearest-centroid classifier on the
 mean colour of the fruit (fitted on source images) calls most shifted grapes raisins.
 Text: each style carries its own marks, the vocabulary covers every style, X/Y are shifted by one.
+Arguments of the image, text and fruit-feature generators: a bad one is named, a NumPy integer is fine.
 Statistics are computed on host copies (backend.to_numpy); library calls get backend arrays only.
 """
 import numpy as np
 import pytest
 
 from lora_np import backend
-from lora_np.data.fruit import FRUITS, GRAPE, RAISIN
+from lora_np.data.fruit import FRUITS, GRAPE, RAISIN, make_fruit_task, sample_fruit, shift_matrix
 from lora_np.data.images import ImageTask, image_grid, make_fruit_images, make_image_task
-from lora_np.data.text import (ALPHABET, STYLES, CharVocab, generate_text, guess_style, make_text_dataset,
-                               style_markers)
+from lora_np.data.text import (
+    ALPHABET,
+    STYLES,
+    CharVocab,
+    generate_text,
+    guess_style,
+    make_text_dataset,
+    style_markers,
+)
 
 # --------------------------------------------------------------------------- images
 
@@ -59,7 +67,8 @@ def test_shift_makes_grapes_look_like_raisins():
     gap_after = np.linalg.norm(ft[yt == GRAPE].mean(0) - centroids[RAISIN])
     assert gap_after < 0.3 * gap_before
     # the lamp shows: the table turns warm (more red than blue) in the shifted images
-    warm = lambda X: np.mean(X[:, 0, :, 0] - X[:, 0, :, 2])           # noqa: E731
+    def warm(X):
+        return np.mean(X[:, 0, :, 0] - X[:, 0, :, 2])                 # red minus blue along the top row
     assert warm(Xt) > warm(Xs) + 0.05
 
 
@@ -104,8 +113,8 @@ def test_image_grid_draws_labelled_tiles():
 
 def test_each_style_has_its_marks():
     m = {s: style_markers(generate_text(s, 200, seed=1)) for s in STYLES}
-    assert m["inventory"]["semicolons"] > 3 and m["inventory"]["ats"] > 3 and m["inventory"]["upper_frac"] > 0.5
-    assert m["inventory"]["digits"] > 5
+    assert m["inventory"]["semicolons"] > 3 and m["inventory"]["ats"] > 3
+    assert m["inventory"]["upper_frac"] > 0.5 and m["inventory"]["digits"] > 5
     for s in ("plain", "verse", "dialogue"):
         assert m[s]["semicolons"] == m[s]["ats"] == m[s]["upper_frac"] == m[s]["digits"] == 0
     assert m["verse"]["oh"] >= 0.4 and m["verse"]["commas"] > 2
@@ -174,3 +183,34 @@ def test_text_dataset_targets_are_shifted_by_one():
 def test_text_dataset_bad_arguments(kwargs, name):
     with pytest.raises(ValueError, match=f"^{name}"):
         make_text_dataset(**{"style": "plain", **kwargs})
+
+
+# --------------------------------------------------------------------------- arguments
+
+@pytest.mark.host_only
+@pytest.mark.parametrize("make, match", [
+    (lambda: make_fruit_task(n_pretrain=0), "^n_pretrain must be a positive integer, got 0$"),
+    (lambda: make_fruit_task(n_test=10.0), "^n_test must be a positive integer, got 10.0$"),
+    (lambda: make_fruit_task(shift_rank=21), r"^shift_rank must be an integer in \[0, 20\], got 21$"),
+    (lambda: make_fruit_task(shift_strength=float("inf")), "^shift_strength must be a finite number >= 0"),
+    (lambda: sample_fruit(True), "^n must be a positive integer, got True$"),
+    (lambda: sample_fruit(10, split="new"), r"^split must be one of \('source', 'shifted'\), got 'new'$"),
+    (lambda: shift_matrix(2, strength=-1.0), "^strength must be a finite number >= 0, got -1.0$"),
+    (lambda: make_image_task(size=4), "^size must be an integer >= 8, got 4$"),
+    (lambda: make_text_dataset("plain", stride=1.5), "^stride must be a positive integer, got 1.5$"),
+    (lambda: generate_text("plain", True), "^n_lines must be a positive integer, got True$"),
+])
+def test_data_arguments_are_named(make, match):
+    with pytest.raises(ValueError, match=match):
+        make()
+
+
+@pytest.mark.host_only
+def test_numpy_integers_are_fine_counts():
+    X, y = sample_fruit(np.int64(20), shift_rank=np.int32(3), split="shifted")
+    assert X.shape == (20, 20) and y.shape == (20,)
+    Xi, _ = make_fruit_images(np.int64(10), size=np.int64(8))
+    assert Xi.shape == (10, 8, 8, 3)
+    assert generate_text("verse", np.int64(3)).count("\n") == 3
+    task = make_fruit_task(shift_rank=np.int64(2), n_pretrain=10, n_finetune=10, n_test=10, shift_strength=1)
+    assert type(task.shift_rank) is int and type(task.shift_strength) is float

@@ -23,8 +23,16 @@ from lora_np import functional as F
 from lora_np.backend import to_device, to_numpy
 from lora_np.data import make_fruit_task, make_image_task
 from lora_np.experiments import finetune, grape_report, pretrain
-from lora_np.lora import (LoraConfig, adapter_layers, adapter_state, add_adapter, inject_lora, merge_lora, set_adapter,
-                          unmerge_lora)
+from lora_np.lora import (
+    LoraConfig,
+    adapter_layers,
+    adapter_state,
+    add_adapter,
+    inject_lora,
+    merge_lora,
+    set_adapter,
+    unmerge_lora,
+)
 from lora_np.models import MLP, TransformerConfig, TransformerLM, ViTClassifier
 from lora_np.nn import SoftmaxCrossEntropy
 from lora_np.optim import Adam
@@ -69,7 +77,8 @@ def test_cupy_not_installed_says_how_to_install_both_wheels(no_cupy_cached, monk
     (_fake_cupy(available=False), "is_available"),
     (_fake_cupy(fails="CUDA driver version is insufficient for CUDA runtime version"), "driver version"),
 ], ids=["no-gpu", "old-driver"])
-def test_cupy_without_a_usable_gpu_says_why_and_what_to_do(no_cupy_cached, monkeypatch, backend_name, fake, reason):
+def test_cupy_without_a_usable_gpu_says_why_and_what_to_do(no_cupy_cached, monkeypatch, backend_name, fake,
+                                                            reason):
     monkeypatch.setitem(sys.modules, "cupy", fake)
     with pytest.raises(RuntimeError, match="no usable CUDA GPU") as err:
         backend.set_backend("cupy")
@@ -104,7 +113,8 @@ def test_on_this_machine_cupy_fails_cleanly_whether_installed_or_not(backend_nam
     assert _names_both_wheels(str(err.value)) and backend.get_backend() == backend_name
     proc = subprocess.run([sys.executable, "-m", "lora_np", "demo", "--backend", "cupy"],
                           capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 2 and "Traceback" not in proc.stderr and _names_both_wheels(proc.stderr), proc.stderr
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr and _names_both_wheels(proc.stderr), proc.stderr
 
 
 @pytest.mark.gpu
@@ -136,7 +146,8 @@ def _arrays(obj, seen=None):
     if isinstance(obj, (list, tuple)):
         return [a for o in obj for a in _arrays(o, seen)]
     if type(obj).__module__.startswith("lora_np"):
-        names = list(getattr(obj, "__dict__", {})) + [s for s in getattr(type(obj), "__slots__", ()) if hasattr(obj, s)]
+        names = list(getattr(obj, "__dict__", {})) + [s for s in getattr(type(obj), "__slots__", ())
+                                                       if hasattr(obj, s)]
         return [a for n in names for a in _arrays(getattr(obj, n), seen)]
     return []
 
@@ -150,7 +161,8 @@ def _outputs(model, x):
 def test_to_moves_a_lora_model_with_every_adapter_and_back(backend_name, rng):
     """Adapters kept aside, base layers, VeRA's shared matrices, PiSSA's A0/B0, a merge backup
     and the gradients all move; shared Parameters stay shared; the outputs do not change."""
-    model = inject_lora(MLP(12, (16, 16), 5, seed=3), LoraConfig(r=4, target_modules=["fc1", "fc2"]), adapter_name="plain")
+    model = inject_lora(MLP(12, (16, 16), 5, seed=3), LoraConfig(r=4, target_modules=["fc1", "fc2"]),
+                        adapter_name="plain")
     add_adapter(model, "vera", LoraConfig(r=4, target_modules=["fc1", "fc2"], variant="vera"))
     add_adapter(model, "pissa", LoraConfig(r=4, target_modules=["fc1"], variant="pissa"))
     add_adapter(model, "dora", LoraConfig(r=4, target_modules=["fc2"], variant="dora"))
@@ -184,7 +196,8 @@ def test_to_moves_a_lora_model_with_every_adapter_and_back(backend_name, rng):
 
     model.to(backend_name)
     assert all(backend.get_array_module(a) is backend.get_xp() for a in _arrays(model))
-    np.testing.assert_allclose(_outputs(model, backend.asarray(x_host)), expected["plain"], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(_outputs(model, backend.asarray(x_host)), expected["plain"],
+                               rtol=1e-5, atol=1e-5)
 
 
 def test_an_optimizer_created_after_moving_trains_on_the_new_device(backend_name):
@@ -194,7 +207,8 @@ def test_an_optimizer_created_after_moving_trains_on_the_new_device(backend_name
     with backend.use_backend(other) as xp:
         model.to(other)
         task.to(other)
-        hist = fit(model, Adam(model, lr=1e-2), *task.source_train, epochs=2, batch_size=50, val=task.source_test)
+        hist = fit(model, Adam(model, lr=1e-2), *task.source_train, epochs=2, batch_size=50,
+                   val=task.source_test)
         assert all(backend.get_array_module(p.data) is xp for p in model.parameters())
     assert hist.epoch_loss[-1] < hist.epoch_loss[0]
 
@@ -228,7 +242,7 @@ def test_to_device_on_arrays_and_containers(backend_name, xp):
         to_device(host, "tpu")
 
 
-# --------------------------------------------------------------------------- the same results on another device
+# ------------------------------------------------------------------------- the same results on another device
 
 def _mlp(host):
     model = inject_lora(MLP(20, (32, 32), 10, seed=1), r=4, lora_alpha=8, target_modules=["fc1", "fc2"])
@@ -242,7 +256,8 @@ def _lm(host):
 
 
 def _vit(host):
-    cfg = TransformerConfig(d_model=32, n_heads=4, n_layers=2, n_classes=10, image_size=8, patch_size=4, seed=1)
+    cfg = TransformerConfig(d_model=32, n_heads=4, n_layers=2, n_classes=10, image_size=8, patch_size=4,
+                            seed=1)
     model = inject_lora(ViTClassifier(cfg), r=4, lora_alpha=8, target_modules=["q", "v"])
     return model, host.random((4, 8, 8, 3)), host.integers(0, 10, 4)
 

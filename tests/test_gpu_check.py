@@ -16,7 +16,8 @@ pytestmark = pytest.mark.host_only
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
     out = tmp_path_factory.mktemp("gpu_check")
-    proc = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--cpu-only", "--skip-tests", "--out", str(out)],
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--cpu-only", "--skip-tests",
+                           "--out", str(out)],
                           capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return json.loads((out / "gpu_check.json").read_text()), (out / "gpu_check.md").read_text(), proc.stdout
@@ -27,7 +28,8 @@ def test_json_has_one_row_per_model_and_size_with_cupy_marked_unavailable(report
     assert data["quick"] is True and data["cpu_only"] is True
     assert data["cupy"]["available"] is False and data["cupy"]["reason"]
     assert data["gpu_tests"]["ran"] is False
-    sizes = [("mlp", s) for s in timing.QUICK_MLP_SIZES] + [("transformer", s) for s in timing.QUICK_TRANSFORMER_SIZES]
+    sizes = ([("mlp", s) for s in timing.QUICK_MLP_SIZES]
+             + [("transformer", s) for s in timing.QUICK_TRANSFORMER_SIZES])
     assert [(r["model"], r["size"]) for r in data["results"]] == sizes
     for row in data["results"]:
         assert row["numpy_ms"] > 0 and "cupy_ms" not in row and row["speedup"] is None

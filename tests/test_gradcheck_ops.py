@@ -18,18 +18,36 @@ def _f64(float64):
     yield
 
 
-def check(forward, backward, inputs, wrt, rng, extra_out=None):
-    """Compare backward's gradients with numerical ones for every array named in ``wrt``."""
+def check(forward, backward, inputs, wrt, rng):
+    """Compare backward's gradients with numerical ones for every array named in ``wrt``.
+
+    ``wrt`` names one input per gradient the backward returns, in order (None: not checked); a
+    backward that returns more or fewer gradients than that fails with ValueError.
+    """
     out, cache = forward(**inputs)
     G = rng.standard_normal(out.shape)
     grads = backward(G, cache)
-    for name, g in zip(wrt, grads if isinstance(grads, tuple) else (grads,)):
+    for name, g in zip(wrt, grads if isinstance(grads, tuple) else (grads,), strict=True):
         if name is None:
             continue
         x = inputs[name]
         num = numerical_gradient(lambda: scalar(forward(**inputs)[0], G), x)
         err = rel_error(num, g)
         assert err < TOL, f"d/d{name}: relative error {err:.2e}"
+
+
+def test_check_fails_when_the_backward_returns_a_gradient_too_few_or_too_many(rng):
+    """A gradient the backward forgot must fail the check, not be skipped silently."""
+    ins = dict(x=rng.standard_normal((5, 4)), W=rng.standard_normal((3, 4)), b=rng.standard_normal((3,)))
+    check(F.linear_forward, F.linear_backward, ins, ["x", "W", "b"], rng)      # dx, dW, db: passes
+
+    def forgets_db(G, cache):
+        return F.linear_backward(G, cache)[:2]                                 # dx, dW
+    with pytest.raises(ValueError, match="shorter"):
+        check(F.linear_forward, forgets_db, ins, ["x", "W", "b"], rng)
+    with pytest.raises(ValueError, match="longer"):
+        check(F.linear_forward, F.linear_backward, ins, ["x", "W"], rng)       # db not named
+    check(F.linear_forward, F.linear_backward, ins, ["x", None, "b"], rng)     # None: dW not checked
 
 
 @pytest.mark.parametrize("bias", [True, False])
@@ -40,7 +58,9 @@ def test_linear(rng, bias, lead):
     out, cache = F.linear_forward(**ins)
     G = rng.standard_normal(out.shape)
     dx, dW, db = F.linear_backward(G, cache)
-    f = lambda: scalar(F.linear_forward(**ins)[0], G)
+
+    def f():
+        return scalar(F.linear_forward(**ins)[0], G)
     assert rel_error(numerical_gradient(f, ins["x"]), dx) < TOL
     assert rel_error(numerical_gradient(f, ins["W"]), dW) < TOL
     if bias:
@@ -66,12 +86,13 @@ def test_lora_linear(rng, dropout, lead):
     W0, b0 = rng.standard_normal((d_out, d_in)), rng.standard_normal((d_out,))
     A, B = rng.standard_normal((r, d_in)), rng.standard_normal((d_out, r))   # B ≠ 0 to test dA
     p = 0.3 if dropout else 0.0
-    mask = (rng.random(x.shape) >= p) if dropout else None
-    fwd = lambda: F.lora_linear_forward(x, W0, b0, A, B, 0.7, mask, p)
-    out, cache = fwd()
+    drop = (rng.random(x.shape) >= p, p) if dropout else None          # (mask, p): dropout on the adapter
+    out, cache = F.lora_linear_forward(x, W0, b0, A, B, 0.7, drop)
     G = rng.standard_normal(out.shape)
     dx, dA, dB = F.lora_linear_backward(G, cache)
-    f = lambda: scalar(fwd()[0], G)
+
+    def f():
+        return scalar(F.lora_linear_forward(x, W0, b0, A, B, 0.7, drop)[0], G)
     for arr, g in ((x, dx), (A, dA), (B, dB)):
         assert rel_error(numerical_gradient(f, arr), g) < TOL
 
@@ -100,7 +121,7 @@ def test_gelu_matches_its_definition(rng):
     y, _ = F.gelu_forward(x)
     xs, ys = backend.to_numpy(x), backend.to_numpy(y)
     ref = [0.5 * v * (1 + math.tanh(math.sqrt(2 / math.pi) * (v + 0.044715 * v ** 3))) for v in xs]
-    assert max(abs(a - b) for a, b in zip(ys, ref)) < 1e-12
+    assert max(abs(a - b) for a, b in zip(ys, ref, strict=True)) < 1e-12
 
 
 def test_dropout(rng):

@@ -11,17 +11,28 @@ from matplotlib.figure import Figure
 from lora_np import backend
 from lora_np.data import make_fruit_task
 from lora_np.experiments.finetune import pretrain
-from lora_np.experiments.intrinsic import (IntrinsicSweep, d_int90, intrinsic_dimension_sweep,
-                                           lora_comparison, pretraining_study, said_comparison, subspace_finetune,
-                                           width_study)
-from lora_np.gradcheck import check_model_gradients
+from lora_np.experiments.intrinsic import (
+    IntrinsicSweep,
+    d_int90,
+    intrinsic_dimension_sweep,
+    lora_comparison,
+    pretraining_study,
+    said_comparison,
+    subspace_finetune,
+    width_study,
+)
+from lora_np.gradcheck import check_model_gradients, cross_entropy
 from lora_np.models import MLP
 from lora_np.nn import Linear, ReLU, Sequential, SoftmaxCrossEntropy
 from lora_np.nn.subspace import RandomSubspace, random_projection
 from lora_np.optim import Adam
 from lora_np.train import fit
-from lora_np.viz.intrinsic import (plot_intrinsic_sweep, plot_normalized_sweeps, plot_pretraining_study,
-                                   plot_width_study)
+from lora_np.viz.intrinsic import (
+    plot_intrinsic_sweep,
+    plot_normalized_sweeps,
+    plot_pretraining_study,
+    plot_width_study,
+)
 from lora_np.widgets.intrinsic import intrinsic_dimension_explorer
 
 H = backend.to_numpy
@@ -29,14 +40,6 @@ H = backend.to_numpy
 
 def small_mlp(seed=0):
     return MLP(5, (7, 6), 4, seed=seed)                    # D = 40 + 48 + 30 = 118
-
-
-def cross_entropy_of(y):
-    crit = SoftmaxCrossEntropy()
-
-    def loss_and_grad(out):
-        return float(crit(out, y)), crit.backward()
-    return loss_and_grad
 
 
 # --------------------------------------------------------------------------- the module
@@ -49,7 +52,7 @@ def test_subspace_gradients_match_central_differences(rng, float64, said):
     if said:
         sub.lam.data = rng.uniform(0.5, 1.5, tuple(sub.lam.shape))
     x, y = rng.standard_normal((8, 5)), rng.integers(0, 4, (8,))
-    errors = check_model_gradients(sub, x, cross_entropy_of(y), max_coords=40)
+    errors = check_model_gradients(sub, x, cross_entropy(y), max_coords=40)
     assert set(errors) == ({"z", "lam", "input"} if said else {"z", "input"})
     assert max(errors.values()) < 1e-6, errors
 
@@ -61,7 +64,7 @@ def test_a_tied_tensor_is_one_block_of_theta_and_gets_both_gradients(rng, float6
     assert sub.D == 16 + 4 + 4                                           # the shared weight counted once
     sub.z.data = rng.standard_normal((12,)) * 0.3
     x, y = rng.standard_normal((5, 4)), rng.integers(0, 4, (5,))
-    assert max(check_model_gradients(sub, x, cross_entropy_of(y)).values()) < 1e-6
+    assert max(check_model_gradients(sub, x, cross_entropy(y)).values()) < 1e-6
 
 
 def test_z_zero_gives_exactly_the_base_model(rng):
@@ -236,11 +239,14 @@ def test_said_lora_and_studies_on_the_small_config():
     for fig in (plot_intrinsic_sweep(sweep, lora=lora, current=64), plot_normalized_sweeps(said)):
         ax = fig.axes[0]
         assert ax.get_xlabel() and ax.get_ylabel() and ax.get_title() and ax.get_legend() is not None
-    widths = width_study(task, widths=((8,), (16,)), dims=(4, 16, 64), pretrain_epochs=4, full_epochs=10, epochs=6)
+    widths = width_study(task, widths=((8,), (16,)), dims=(4, 16, 64), pretrain_epochs=4, full_epochs=10,
+                         epochs=6)
     assert widths.D == [20 * 8 + 8 + 8 * 10 + 10, 20 * 16 + 16 + 16 * 10 + 10] and len(widths.d_int90) == 2
     assert "d_int90/D" in widths.table()
-    levels = pretraining_study(task, levels=(0, 8), hidden=(32, 32), dims=(8, 32, 128, 512), full_epochs=20, **FAST)
-    assert levels.labels == ["random init", "8 epochs"] and levels.sweeps[0].before < 0.3 < levels.sweeps[1].before
+    levels = pretraining_study(task, levels=(0, 8), hidden=(32, 32), dims=(8, 32, 128, 512), full_epochs=20,
+                               **FAST)
+    assert levels.labels == ["random init", "8 epochs"]
+    assert levels.sweeps[0].before < 0.3 < levels.sweeps[1].before
     assert levels.sweeps[1].accuracy[0] == sweep.accuracy[0]             # the same pretrained base, d = 8
     scratch, pretrained = levels.d_int90                                 # measured: ≈ 230 and ≈ 100
     assert pretrained is not None and scratch is not None and pretrained < 0.7 * scratch
@@ -259,7 +265,7 @@ def test_experiment_arguments_are_checked():
         intrinsic_dimension_sweep(base, task, dims=(0, 4))
     with pytest.raises(ValueError, match="widths must name at least one"):
         width_study(task, widths=())
-    with pytest.raises(ValueError, match="levels must be non-negative integers"):
+    with pytest.raises(ValueError, match=r"levels \(epochs of pretraining\) must be a non-empty list of"):
         pretraining_study(task, levels=(-1,))
     with pytest.raises(TypeError, match="sweep must be an IntrinsicSweep"):
         lora_comparison(base, task, sweep={"dims": [1]})

@@ -204,8 +204,12 @@ def test_backward_matches_numerical_gradients(float64, rng, monkeypatch, bias, l
     dx = layer.backward(G)
     assert layer.weight.grad is None
     assert layer.bias is None or layer.bias.grad is None
-    f = lambda: float((layer(x) * G).sum())
-    for arr, analytic in ((x, dx), (layer.lora_A.data, layer.lora_A.grad), (layer.lora_B.data, layer.lora_B.grad)):
+
+    def f():
+        return float((layer(x) * G).sum())
+
+    for arr, analytic in ((x, dx), (layer.lora_A.data, layer.lora_A.grad),
+                          (layer.lora_B.data, layer.lora_B.grad)):
         err = rel_error(numerical_gradient(f, arr), analytic)
         assert err < TOL, f"relative error {err:.2e}"
     assert layer.weight.grad is None                             # still, after many forwards
@@ -267,9 +271,13 @@ def test_bad_rank_is_refused(r):
         LoRALinear(Linear(6, 4), r=r)
 
 
-def test_rank_above_min_dimension_is_refused():
-    with pytest.raises(ValueError, match=re.escape("min(d_in, d_out)")):
-        LoRALinear(Linear(6, 4), r=5)
+def test_rank_above_min_dimension_warns_once_and_builds_the_layer():
+    """PEFT allows r > min(d_in, d_out) (and adapters trained that way exist): warn, do not refuse."""
+    with pytest.warns(LoRARankWarning,
+                      match=re.escape("r=5 is above min(d_in, d_out) = min(6, 4) = 4")) as rec:
+        layer = LoRALinear(Linear(6, 4), r=5)
+    assert len(rec) == 1                                          # not also the break-even warning
+    assert layer.lora_A.shape == (5, 6) and layer.lora_B.shape == (4, 5)
 
 
 def test_rank_at_break_even_warns(no_warnings):

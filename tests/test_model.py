@@ -51,12 +51,15 @@ def test_whole_mlp_gradients_match_numerical(float64, activation, adapter):
     model.zero_grad()
     criterion(model(x), y)
     dx = model.backward(criterion.backward())
-    f = lambda: float(criterion(model(x), y))
+
+    def f():
+        return float(criterion(model(x), y))
 
     trainable = [(n, p) for n, p in model.named_parameters() if p.trainable]
     frozen = [(n, p) for n, p in model.named_parameters() if not p.trainable]
     if adapter == "lora":
-        assert [n for n, _ in trainable] == [f"{layer}.lora_{m}" for layer in ("fc1", "fc2", "head") for m in "AB"]
+        assert [n for n, _ in trainable] == [f"{layer}.lora_{m}" for layer in ("fc1", "fc2", "head")
+                                             for m in "AB"]
         assert len(frozen) == 6                                  # every weight and bias
     else:
         assert not frozen

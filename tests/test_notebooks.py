@@ -1,5 +1,4 @@
-"""Every notebook runs top to bottom in a fresh kernel and no cell raises (what
-``pytest --nbmake notebooks`` checks), with a time limit per cell.
+"""Every notebook runs top to bottom in a fresh kernel and no cell raises, with a time limit per cell.
 
 Why our own runner: on these machines nbclient's asynchronous client now and then waited forever
 for a kernel that was idle too (no error, no timeout firing), while jupyter_client's blocking
@@ -34,7 +33,8 @@ def run_cells(path: pathlib.Path) -> None:
             content = reply["content"]
             if content["status"] != "ok":
                 trace = "\n".join(content.get("traceback", []))
-                raise NotebookError(f"{path.name}, cell {i}: {content.get('ename')}: {content.get('evalue')}\n{trace}")
+                raise NotebookError(f"{path.name}, cell {i}: {content.get('ename')}: "
+                                    f"{content.get('evalue')}\n{trace}")
     finally:
         kc.stop_channels()
         km.shutdown_kernel(now=True)
@@ -59,7 +59,8 @@ def test_notebook_runs_top_to_bottom(path):
 
 
 def test_a_failing_cell_fails_the_run(tmp_path):
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1"), nbformat.v4.new_code_cell("x / 0")])
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1"),
+                                         nbformat.v4.new_code_cell("x / 0")])
     path = tmp_path / "broken.ipynb"
     nbformat.write(nb, path)
     with pytest.raises(NotebookError, match="cell 1: ZeroDivisionError"):

@@ -11,19 +11,34 @@ import pytest
 from lora_np import backend
 from lora_np import functional as F
 from lora_np.data import make_image_task
-from lora_np.experiments.peft_methods import (METHODS, compare_peft_methods, format_peft_table, forward_macs,
-                                              forward_matmuls, keys_per_query, make_peft_model,
-                                              measure_latencies, n_tokens, peft_costs, peft_param_count)
+from lora_np.experiments.peft_methods import (
+    METHODS,
+    compare_peft_methods,
+    format_peft_table,
+    forward_macs,
+    forward_matmuls,
+    keys_per_query,
+    make_peft_model,
+    measure_latencies,
+    n_tokens,
+    peft_costs,
+    peft_param_count,
+)
 from lora_np.experiments.vit import pretrain_vit
-from lora_np.functional.prefix import (prefix_attention_backward, prefix_attention_forward,
-                                       prefix_causal_mask, prefix_concat_backward, prefix_concat_forward)
-from lora_np.gradcheck import check_model_gradients, numerical_gradient, rel_error
+from lora_np.functional.prefix import (
+    prefix_attention_backward,
+    prefix_attention_forward,
+    prefix_causal_mask,
+    prefix_concat_backward,
+    prefix_concat_forward,
+)
+from lora_np.gradcheck import check_model_gradients, cross_entropy, numerical_gradient, rel_error
 from lora_np.gradcheck import weighted_sum as scalar
 from lora_np.lora import trainable_report
 from lora_np.models import MLP, TransformerConfig, TransformerLM, ViTClassifier
 from lora_np.nn import SoftmaxCrossEntropy
-from lora_np.nn.bottleneck import BottleneckAdapter, bottleneck_adapters, insert_adapter_layers
 from lora_np.nn.attention import MultiHeadAttention
+from lora_np.nn.bottleneck import BottleneckAdapter, bottleneck_adapters, insert_adapter_layers
 from lora_np.nn.prefix import PrefixAttention, add_prefix_tuning, prefix_layers, set_prefix_enabled
 from lora_np.optim import Adam
 from lora_np.train import fit
@@ -31,11 +46,6 @@ from lora_np.train import fit
 OP_TOL, MODEL_TOL = 1e-7, 1e-6
 TINY_VIT = dict(d_model=8, n_heads=2, n_layers=2, n_classes=3, image_size=8, patch_size=4)
 TINY_LM = dict(d_model=16, n_heads=2, n_layers=2, context=6, vocab_size=11)
-
-
-def _ce(labels):
-    criterion = SoftmaxCrossEntropy()
-    return lambda logits: (float(criterion(logits, labels)), criterion.backward())
 
 
 def _max_abs(a, b) -> float:
@@ -51,7 +61,9 @@ def test_prefix_concat_gradient(rng, float64):
     assert tuple(y.shape) == (3, 6, 5) and p == 2
     G = rng.standard_normal(y.shape)
     dx, dP = prefix_concat_backward(G, p)
-    f = lambda: scalar(prefix_concat_forward(x, P)[0], G)
+
+    def f():
+        return scalar(prefix_concat_forward(x, P)[0], G)
     assert rel_error(numerical_gradient(f, x), dx) < OP_TOL
     assert rel_error(numerical_gradient(f, P), dP) < OP_TOL             # summed over the batch
 
@@ -61,12 +73,17 @@ def test_prefix_attention_gradient(rng, float64, causal):
     B, T, p, d, H = 2, 4, 3, 8, 2
     q, k, v = (rng.standard_normal((B, T, d)) for _ in range(3))
     Pk, Pv = rng.standard_normal((p, d)), rng.standard_normal((p, d))
-    fwd = lambda: prefix_attention_forward(q, k, v, Pk, Pv, H, causal)
+
+    def fwd():
+        return prefix_attention_forward(q, k, v, Pk, Pv, H, causal)
+
+    def f():
+        return scalar(fwd()[0], G)
+
     out, cache = fwd()
     G = rng.standard_normal(out.shape)
     grads = prefix_attention_backward(G, cache)
-    f = lambda: scalar(fwd()[0], G)
-    for arr, g in zip((q, k, v, Pk, Pv), grads):
+    for arr, g in zip((q, k, v, Pk, Pv), grads, strict=True):
         assert tuple(g.shape) == tuple(arr.shape)
         assert rel_error(numerical_gradient(f, arr), g) < OP_TOL
 
@@ -103,7 +120,10 @@ def test_bottleneck_adapter_gradient_every_entry(rng, float64):
     adapter.zero_grad()
     adapter(h)
     dh = adapter.backward(G)
-    f = lambda: scalar(adapter(h), G)
+
+    def f():
+        return scalar(adapter(h), G)
+
     for name, p in adapter.named_parameters():
         assert rel_error(numerical_gradient(f, p.data), p.grad) < OP_TOL, name
     assert rel_error(numerical_gradient(f, h), dh) < OP_TOL
@@ -129,8 +149,8 @@ def test_vit_with_adapters_gradient(float64):
     for _, a in bottleneck_adapters(model):
         a.up.weight.data = 0.3 * g.standard_normal(a.up.weight.shape)   # so that W_down gets a gradient
     images, labels = g.random((2, 8, 8, 3)), g.integers(0, 3, (2,))
-    errors = check_model_gradients(model, images, _ce(labels))
-    assert len(errors) == 2 * 2 * 4                                     # 4 tensors per adapter, 2 adapters per block
+    errors = check_model_gradients(model, images, cross_entropy(labels))
+    assert len(errors) == 2 * 2 * 4                                # 4 tensors per adapter, 2 per block
     assert max(errors.values()) < MODEL_TOL, errors
 
 
@@ -138,7 +158,7 @@ def test_vit_with_prefix_gradient(float64):
     g = backend.Rng(3)
     model = add_prefix_tuning(_tiny_vit(), n_prefix=3, std=0.3, seed=1)
     images, labels = g.random((2, 8, 8, 3)), g.integers(0, 3, (2,))
-    errors = check_model_gradients(model, images, _ce(labels))
+    errors = check_model_gradients(model, images, cross_entropy(labels))
     assert sorted(errors) == ["blocks.0.attn.prefix_key", "blocks.0.attn.prefix_value",
                               "blocks.1.attn.prefix_key", "blocks.1.attn.prefix_value"]
     assert max(errors.values()) < MODEL_TOL, errors
@@ -148,7 +168,7 @@ def test_causal_lm_with_prefix_gradient(float64):
     g = backend.Rng(5)
     model = add_prefix_tuning(TransformerLM(TransformerConfig(**TINY_LM)), n_prefix=2, std=0.3, seed=2)
     ids, targets = g.integers(0, 11, (2, 6)), g.integers(0, 11, (2, 6))
-    errors = check_model_gradients(model, ids, _ce(targets))
+    errors = check_model_gradients(model, ids, cross_entropy(targets))
     assert len(errors) == 4 and max(errors.values()) < MODEL_TOL, errors
 
 
@@ -295,10 +315,10 @@ def test_structural_costs_of_each_method(rng):
     assert costs["lora_merged"].matmuls == costs["base"].matmuls == forward_matmuls(base)
     assert costs["lora_merged"].macs == costs["base"].macs
     assert costs["lora"].matmuls == costs["base"].matmuls + 2 * 2 * L     # x Aᵀ and u Bᵀ on q and v
-    assert costs["adapters"].matmuls == costs["base"].matmuls + 2 * 2 * L  # two per adapter, two adapters per block
+    assert costs["adapters"].matmuls == costs["base"].matmuls + 2 * 2 * L  # two per adapter, two per block
     assert costs["prefix"].matmuls == costs["base"].matmuls
     assert costs["prefix"].keys_per_query == T + 2 and costs["base"].keys_per_query == T
-    assert costs["prefix"].macs - costs["base"].macs == L * 2 * T * 2 * d   # Q K'ᵀ and P V' grow by T·p·d each
+    assert costs["prefix"].macs - costs["base"].macs == L * 2 * T * 2 * d   # Q K'ᵀ, P V' grow by T·p·d each
     assert costs["adapters"].macs - costs["base"].macs == 2 * L * T * 2 * 2 * d
     for c in costs.values():
         assert c.latency > 0
@@ -318,8 +338,8 @@ def small_run():
     def get(backend_name):
         if backend_name not in cache:
             task = make_image_task(n_pretrain=1000, n_finetune=200, n_test=300, size=8, seed=0)
-            cfg = TransformerConfig(d_model=24, n_heads=2, n_layers=1, patch_size=4, image_size=8, n_classes=10,
-                                    pooling="mean")
+            cfg = TransformerConfig(d_model=24, n_heads=2, n_layers=1, patch_size=4, image_size=8,
+                                    n_classes=10, pooling="mean")
             base, _ = pretrain_vit(task, config=cfg, epochs=15, lr=3e-3)
             rows = compare_peft_methods(base, task, lora_r=2, bottleneck=2, n_prefix=4, epochs=8,
                                         latency_repeats=6)
@@ -334,13 +354,15 @@ def test_compare_peft_methods_small(small_run, backend_name):
     assert [r.method for r in rows] == list(METHODS)
     d, L = 24, 1
     assert by["base"].trainable == 0
-    assert by["lora"].trainable == by["lora_merged"].trainable == peft_param_count(d, L, "lora", 2) == 2 * 2 * 2 * d
+    assert (by["lora"].trainable == by["lora_merged"].trainable == peft_param_count(d, L, "lora", 2)
+            == 2 * 2 * 2 * d)
     assert by["adapters"].trainable == peft_param_count(d, L, "adapters", 2) == 2 * (2 * 2 * d + 2 + d)
     assert by["prefix"].trainable == peft_param_count(d, L, "prefix", 4) == 2 * 4 * d
     assert by["full"].trainable == by["full"].total == base.num_parameters()
     for r in rows:
         if r.method not in ("base", "full"):
-            assert r.trainable == trainable_report(by["lora" if r.method == "lora_merged" else r.method].model).trainable
+            trained = by["lora" if r.method == "lora_merged" else r.method].model
+            assert r.trainable == trainable_report(trained).trainable
     # each method fixes a good part of the shift (the base model: ~58% on this small task)
     for m in ("lora", "adapters", "prefix", "full"):
         assert by[m].accuracy > by["base"].accuracy + 0.08, (m, by[m].accuracy, by["base"].accuracy)
@@ -360,6 +382,7 @@ def test_figures_are_labelled(small_run, backend_name):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     from lora_np.viz.peft_methods import plot_peft_comparison, plot_peft_latency, plot_peft_params
     _, _, rows = small_run(backend_name)
     fig = plot_peft_comparison(rows)
@@ -395,7 +418,7 @@ def test_peft_cost_explorer_history():
     assert rec["trainable"]["adapters"] > explorer.history[0]["trainable"]["adapters"]
     with pytest.raises(ValueError, match="size=3 must be one of"):
         peft_cost_explorer(base, x, sizes=(1, 2), size=3)
-    with pytest.raises(ValueError, match="peft_cost_explorer: sizes must be positive integers"):
+    with pytest.raises(ValueError, match="peft_cost_explorer: sizes must be a non-empty list of positive"):
         peft_cost_explorer(base, x, sizes=(1, 0), size=1)
     with pytest.raises(TypeError, match="base must be a ViTClassifier"):
         peft_cost_explorer(MLP(4, (8,), 3), x)
@@ -405,7 +428,8 @@ def test_peft_cost_explorer_history():
 def test_adapted_models_move_to_a_device_whole(rng):
     """model.to(...) finds the adapters and prefixes: the moved model computes the same outputs."""
     images = rng.random((2, 8, 8, 3))
-    for model in (insert_adapter_layers(_tiny_vit(), bottleneck=2), add_prefix_tuning(_tiny_vit(), n_prefix=2)):
+    adapted = (insert_adapter_layers(_tiny_vit(), bottleneck=2), add_prefix_tuning(_tiny_vit(), n_prefix=2))
+    for model in adapted:
         expected = backend.to_numpy(model(images))
         model.to("emulated")
         assert all(type(p.data) is backend.DeviceArray for p in model.parameters())

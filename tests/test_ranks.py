@@ -37,7 +37,8 @@ def test_shift_strength_is_validated(bad):
 
 
 def test_shift_strength_one_is_the_demo_task_and_only_scales_the_random_directions():
-    a, b = make_fruit_task(n_pretrain=50, n_test=50), make_fruit_task(n_pretrain=50, n_test=50, shift_strength=1.0)
+    a = make_fruit_task(n_pretrain=50, n_test=50)
+    b = make_fruit_task(n_pretrain=50, n_test=50, shift_strength=1.0)
     assert backend.to_numpy(a.shift_test[0]).tolist() == backend.to_numpy(b.shift_test[0]).tolist()
     one = make_fruit_task(shift_rank=1, n_pretrain=50, n_test=50, shift_strength=5.0)
     ref = make_fruit_task(shift_rank=1, n_pretrain=50, n_test=50)
@@ -56,6 +57,19 @@ def test_a_small_sweep_runs_on_every_backend():
         sweep.at(3)
 
 
+@pytest.mark.host_only
+def test_a_sweep_with_progress_shows_a_bar_on_stderr_and_gives_the_same_results(capfd):
+    task = planted_rank_task(2, n_pretrain=200, n_finetune=60, n_test=60)
+    base, _ = pretrain(task, hidden=(16, 16), epochs=1)
+    quiet = planted_rank_sweep(base, task, ranks=(1, 2), epochs=1, include_full=False)
+    assert "planted-rank sweep" not in capfd.readouterr().err
+    shown = planted_rank_sweep(base, task, ranks=(1, 2), epochs=1, include_full=False, progress=True)
+    err = capfd.readouterr().err
+    assert "planted-rank sweep" in err and "0/2" in err                 # a bar over the two runs, on stderr
+    assert shown.accuracy == quiet.accuracy and shown.val_loss == quiet.val_loss
+    assert [r.history.step_loss for r in shown.runs] == [r.history.step_loss for r in quiet.runs]
+
+
 @pytest.mark.once
 @pytest.mark.parametrize("k", [2, 3])
 def test_the_knee_of_a_planted_rank_sweep_is_at_k(k):
@@ -63,7 +77,7 @@ def test_the_knee_of_a_planted_rank_sweep_is_at_k(k):
     base, _ = pretrain(task)
     sweep = planted_rank_sweep(base, task, ranks=(1, 2, 3, 4, 6), include_full=False)
     assert sweep.knee == k
-    acc = dict(zip(sweep.ranks, sweep.accuracy))
+    acc = dict(zip(sweep.ranks, sweep.accuracy, strict=True))
     assert acc[k] - acc[k - 1] > 0.02                  # the last needed rank still buys accuracy ...
     assert abs(acc[6] - acc[k]) < 0.015                # ... and ranks past k buy (almost) none
 
@@ -75,7 +89,7 @@ def test_alpha_over_r_keeps_the_learning_speed_independent_of_r_and_alpha_over_s
     sweeps = scaling_sweep(base, task, ranks=(1, 4, 16, 64), epochs=2)
     flat, rising = sweeps["alpha/r"].loss_after(2), sweeps["alpha/sqrt(r)"].loss_after(2)
     assert max(flat) / min(flat) < 1.1                              # the same speed at every r
-    assert all(b < a for a, b in zip(rising, rising[1:]))           # larger r, faster
+    assert all(b < a for a, b in zip(rising, rising[1:], strict=False))   # larger r, faster
     assert rising[-1] < 0.6 * rising[0]
     assert sweeps["alpha/sqrt(r)"].scales == [8.0, 4.0, 2.0, 1.0]
     with pytest.raises(ValueError, match="epoch"):

@@ -99,7 +99,8 @@ def test_optimizer_over_a_frozen_model_is_refused(cls):
 
 def run(task, model_seed=0, fit_seed=0):
     model = lora_model(seed=model_seed)
-    return fit(model, Adam(model, lr=1e-2), *task.shift_train, epochs=2, batch_size=16, seed=fit_seed).step_loss
+    return fit(model, Adam(model, lr=1e-2), *task.shift_train, epochs=2, batch_size=16,
+               seed=fit_seed).step_loss
 
 
 def test_same_seed_gives_bit_identical_losses(task):
@@ -112,12 +113,41 @@ def test_different_shuffling_seed_gives_different_losses(task):
     assert run(task, fit_seed=0) != run(task, fit_seed=1)
 
 
+# --------------------------------------------------------------------------- progress bar
+
+def train_with(task, progress):
+    model = lora_model()
+    hist = fit(model, Adam(model, lr=1e-2), *task.shift_train, epochs=2, batch_size=16, val=task.shift_test,
+               progress=progress)
+    return hist.as_dict(), model.state_dict()
+
+
+def test_progress_bar_writes_to_stderr_and_changes_nothing(task, capfd):
+    quiet_hist, quiet_weights = train_with(task, progress=False)
+    assert capfd.readouterr() == ("", "")                        # no bar unless asked
+    hist, weights = train_with(task, progress=True)
+    out, err = capfd.readouterr()
+    steps = 2 * math.ceil(100 / 16)
+    assert out == ""                                             # stdout stays free for reports
+    assert "training:" in err and f"/{steps} [" in err           # tqdm's "training:   0%|   | 0/14 [..."
+    assert hist == quiet_hist                                    # floats compared exactly
+    assert weights.keys() == quiet_weights.keys()
+    assert all(np.array_equal(weights[k], quiet_weights[k]) for k in weights)
+
+
+def test_progress_bar_takes_a_label(task, capfd):
+    train_with(task, progress="fine-tuning r=2")
+    out, err = capfd.readouterr()
+    assert out == "" and "fine-tuning r=2:" in err and "training:" not in err
+
+
 # --------------------------------------------------------------------------- learning works
 
 def test_pretraining_reduces_the_loss(task):
     model = MLP(20, (16, 16), 10, seed=0)
     before = evaluate(model, *task.source_test)
-    hist = fit(model, Adam(model, lr=1e-2), *task.source_train, epochs=10, batch_size=32, val=task.source_test)
+    hist = fit(model, Adam(model, lr=1e-2), *task.source_train, epochs=10, batch_size=32,
+               val=task.source_test)
     assert len(hist.epoch_loss) == len(hist.val_loss) == len(hist.val_accuracy) == 10
     assert hist.epoch_loss[-1] < 0.5 * hist.epoch_loss[0]
     assert hist.val_loss[-1] < before["loss"]
@@ -171,10 +201,41 @@ def test_an_infinite_weight_stops_training_at_the_first_step(task):
     (lambda m: Adam(m, betas=0.9), "betas"),
     (lambda m: AdamW(m, eps=0), "eps"),
     (lambda m: AdamW(m, weight_decay=-0.01), "weight_decay"),
+    (lambda m: Adam(m, lr=float("inf")), "lr"),                   # finite: inf would blow up at once
+    (lambda m: SGD(m, lr=float("inf")), "lr"),
+    (lambda m: AdamW(m, weight_decay=float("inf")), "weight_decay"),
+    (lambda m: SGD(m, lr=0.1, weight_decay=float("nan")), "weight_decay"),
+    (lambda m: SGD(m, lr=0.1, momentum=float("nan")), "momentum"),
+    (lambda m: Adam(m, eps=float("inf")), "eps"),
+    (lambda m: Adam(m, betas=(0.9, "0.999")), "betas"),
+    (lambda m: Adam(m, betas=(True, 0.999)), "betas"),
 ])
 def test_bad_hyper_parameters_are_refused(make_opt, name):
     with pytest.raises(ValueError, match=rf"\b{name}\b"):
         make_opt(lora_model())
+
+
+def test_hyper_parameter_errors_name_the_optimizer_and_the_group():
+    model = lora_model()
+    with pytest.raises(ValueError, match="^Adam: lr must be a finite positive number, got inf$"):
+        Adam(model, lr=float("inf"))
+    with pytest.raises(ValueError, match=r"^SGD: momentum must be a number in \[0, 1\), got 1.0$"):
+        SGD(model, lr=0.1, momentum=1.0)
+    with pytest.raises(ValueError, match=r"^AdamW: betas\[1\] \(beta2\) must be a number in \[0, 1\)"):
+        AdamW(model, betas=(0.9, 1.0))
+    a, b = model.trainable_parameters()[:2], model.trainable_parameters()[2:]
+    with pytest.raises(ValueError, match=r"^Adam \(param group 1\): lr must be a finite positive number"):
+        Adam([{"params": a}, {"params": b, "lr": -1.0}], lr=1e-3)
+
+
+def test_checked_hyper_parameters_are_stored_as_python_floats():
+    opt = Adam(lora_model(), lr=np.float32(0.01), betas=[np.float64(0.9), 0.999], eps=1, weight_decay=0)
+    g = opt.groups[0]
+    assert g["betas"] == (0.9, 0.999) and g["lr"] == pytest.approx(0.01)
+    assert (g["eps"], g["weight_decay"]) == (1.0, 0.0)
+    assert all(type(v) is float for v in (g["lr"], *g["betas"], g["eps"], g["weight_decay"]))
+    sgd = SGD(lora_model(), lr=1, momentum=np.float32(0.5)).groups[0]
+    assert type(sgd["lr"]) is type(sgd["momentum"]) is type(sgd["weight_decay"]) is float
 
 
 @pytest.mark.parametrize("kwargs, name", [
@@ -229,7 +290,7 @@ def test_sgd_update_rule_by_hand(float64, momentum, wd):
         theta = theta - lr * (v if momentum else g)
         expected.append(theta)
     got = run_optimizer(lambda ps: SGD(ps, lr=lr, momentum=momentum, weight_decay=wd))
-    for e, a in zip(expected, got):
+    for e, a in zip(expected, got, strict=True):
         assert rel_error(a, e) < 1e-14
 
 
@@ -249,7 +310,7 @@ def test_adam_update_rule_by_hand(float64, cls, wd):
         theta = theta - lr * m_hat / (np.sqrt(v_hat) + eps)
         expected.append(theta)
     got = run_optimizer(lambda ps: cls(ps, lr=lr, betas=(b1, b2), eps=eps, weight_decay=wd))
-    for e, a in zip(expected, got):
+    for e, a in zip(expected, got, strict=True):
         assert rel_error(a, e) < 1e-12
     if cls is Adam and wd == 0:                                  # the first step is lr · sign(g)
         assert np.abs(got[0] - (np.array(THETA0) - lr * np.sign(GRADS[0]))).max() < 1e-6 * lr

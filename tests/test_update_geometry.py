@@ -1,4 +1,5 @@
-"""The geometry of an update (lora_np.experiments.update_geometry): ΔW's energy, subspace similarity φ, amplification."""
+"""The geometry of an update (lora_np.experiments.update_geometry and .geometry_studies): ΔW's energy,
+subspace similarity φ, amplification."""
 import copy
 
 import numpy as np
@@ -8,12 +9,25 @@ from hypothesis import strategies as st
 
 from lora_np import backend
 from lora_np.data import make_fruit_task, shift_matrix
-from lora_np.experiments import finetune, pretrain
-from lora_np.experiments.update_geometry import (DeltaSpectrum, SimilarityStudy, amplification, amplification_table,
-                                          chance_similarity, delta_spectra, energy_spectrum,
-                                          format_amplification_table, full_finetune_deltas, initial_adapter_A,
-                                          random_like, shift_alignment, similarity_study, subspace_similarity,
-                                          train_adapter_A)
+from lora_np.experiments import (
+    DeltaSpectrum,
+    SimilarityStudy,
+    amplification,
+    amplification_table,
+    chance_similarity,
+    delta_spectra,
+    energy_spectrum,
+    finetune,
+    format_amplification_table,
+    full_finetune_deltas,
+    initial_adapter_A,
+    pretrain,
+    random_like,
+    shift_alignment,
+    similarity_study,
+    subspace_similarity,
+    train_adapter_A,
+)
 from lora_np.viz.update_geometry import plot_amplification, plot_delta_spectra, plot_similarity
 
 
@@ -82,17 +96,19 @@ def test_full_finetuning_puts_far_more_energy_in_few_directions_than_a_random_ma
     deltas = full_finetune_deltas(base, task, epochs=10)
     assert np.array_equal(backend.to_numpy(base.get_submodule("fc1").weight.data), W0)     # base untouched
     spectra = delta_spectra(base, task, deltas=deltas)
-    assert list(spectra) == ["fc1", "fc2", "head"] and all(isinstance(s, DeltaSpectrum) for s in spectra.values())
+    assert list(spectra) == ["fc1", "fc2", "head"]
+    assert all(isinstance(s, DeltaSpectrum) for s in spectra.values())
     assert spectra["fc1"].shape == (256, 20) and set(spectra["head"].top_k) == {1, 2, 4, 8}
     for sp in spectra.values():
         for k in (1, 2):
             assert sp.top_k[k] > 2 * sp.random_top_k[k], (sp.layer, k)
     fc2 = spectra["fc2"]
-    assert fc2.top_energy(2) > 0.5 and fc2.top_energy(2) > 10 * fc2.random_top_energy(2)   # 256×256: 3% at random
+    assert fc2.top_energy(2) > 0.5 and fc2.top_energy(2) > 10 * fc2.random_top_energy(2)   # random: 3%
     with pytest.raises(ValueError, match="k must be"):
         spectra["fc1"].top_energy(21)
     aligned = shift_alignment(deltas["fc1"], task)            # honest: not confined to the shift's V
-    assert aligned["chance"] == pytest.approx(0.1) and 0 <= aligned["energy_in_shift"] <= 1 and 0 <= aligned["phi"] <= 1
+    assert aligned["chance"] == pytest.approx(0.1)
+    assert 0 <= aligned["energy_in_shift"] <= 1 and 0 <= aligned["phi"] <= 1
 
 
 def test_the_exact_fix_lies_in_the_shift_directions_and_a_random_update_does_not(fruit, float64):
@@ -100,7 +116,8 @@ def test_the_exact_fix_lies_in_the_shift_directions_and_a_random_update_does_not
     M, _, _ = shift_matrix(task.shift_rank)
     W0 = backend.to_numpy(base.get_submodule("fc1").weight.data).astype(float)         # (256, 20)
     fix = shift_alignment(host(W0 @ np.linalg.inv(M) - W0), task)                       # W0 (I + U Vᵀ)⁻¹ − W0
-    assert fix["energy_in_shift"] == pytest.approx(1.0, abs=1e-9) and fix["phi"] == pytest.approx(1.0, abs=1e-9)
+    assert fix["energy_in_shift"] == pytest.approx(1.0, abs=1e-9)
+    assert fix["phi"] == pytest.approx(1.0, abs=1e-9)
     noise = shift_alignment(host(np.random.default_rng(0).standard_normal((256, 20))), task)
     assert abs(noise["energy_in_shift"] - 0.1) < 0.05
     with pytest.raises(ValueError, match="first layer"):
@@ -130,19 +147,19 @@ def test_phi_of_random_matrices_is_max_i_j_over_n():
     mean = np.mean(phis, axis=0)                                                        # (8, 64)
     sd = np.sqrt(2 * (n / 2) ** 2 / (n ** 2 * (n + 2)))
     assert np.abs(mean - chance_similarity(8, n, n)).max() < 4 * sd / np.sqrt(draws)
-    assert np.allclose(mean[:, -1], 1.0)                                                # j = n: the whole space
+    assert np.allclose(mean[:, -1], 1.0)                                           # j = n: the whole space
 
 
 def test_phi_depends_only_on_the_ordered_row_space(rng, float64):
     A1, A2 = rng.standard_normal((4, 20)), rng.standard_normal((9, 20))
     phi = subspace_similarity(A1, A2)
     assert phi.shape == (4, 9)
-    assert np.allclose(subspace_similarity(-3.7 * A1, 0.01 * A2), phi)                 # scaling
+    assert np.allclose(subspace_similarity(-3.7 * A1, 0.01 * A2), phi)             # scaling
     Q, _ = np.linalg.qr(np.random.default_rng(1).standard_normal((4, 4)))
-    assert np.allclose(subspace_similarity(host(Q) @ A1, A2), phi)                       # rotating the rows
-    M = host(np.random.default_rng(2).standard_normal((4, 4)) + 4 * np.eye(4))          # any invertible M:
-    assert np.allclose(subspace_similarity(M @ A1, A2)[-1], phi[-1])                     # the same row space
-    assert np.allclose(subspace_similarity(A2, A1), phi.T)                               # symmetric in its arguments
+    assert np.allclose(subspace_similarity(host(Q) @ A1, A2), phi)                   # rotating the rows
+    M = host(np.random.default_rng(2).standard_normal((4, 4)) + 4 * np.eye(4))      # any invertible M:
+    assert np.allclose(subspace_similarity(M @ A1, A2)[-1], phi[-1])                 # the same row space
+    assert np.allclose(subspace_similarity(A2, A1), phi.T)                         # symmetric
 
 
 def test_phi_rejects_different_input_spaces_and_tall_matrices(rng):
@@ -161,9 +178,9 @@ def test_trained_adapters_share_their_top_directions_far_beyond_chance(fruit):
     assert isinstance(study, SimilarityStudy) and study.n == 256
     small_big, seeds, random = study.grids.values()
     assert small_big.shape == (4, 32) and seeds.shape == (32, 32) and random.shape == (4, 32)
-    assert small_big[0, 0] > 0.4 and seeds[0, 0] > 0.4 > 100 * study.chance(1, 1)         # the top direction recurs
-    assert small_big[0, :8].max() > 0.6                                                     # within the big one's top 8
-    for before in study.init_grids.values():                                              # different seeds: chance
+    assert small_big[0, 0] > 0.4 and seeds[0, 0] > 0.4 > 100 * study.chance(1, 1)   # the top direction recurs
+    assert small_big[0, :8].max() > 0.6                                            # in the big one's top 8
+    for before in study.init_grids.values():                                         # different seeds: chance
         assert before[0, 0] < 0.05
     assert random[0, 0] < 0.05 and abs(random[:, -1].mean() - 32 / 256) < 0.05
     with pytest.raises(ValueError, match="two different seeds"):
@@ -185,7 +202,8 @@ def test_initial_A_is_exactly_what_training_starts_from(fruit):
     A0 = initial_adapter_A(base, 3, layer="fc1", seed=5)
     assert np.array_equal(backend.to_numpy(A0), first[0])
     A = train_adapter_A(base, task, 3, layer="fc1", seed=5, epochs=1)
-    assert tuple(A.shape) == (3, 20) and type(A) is type(A0) and not np.array_equal(backend.to_numpy(A), first[0])
+    assert tuple(A.shape) == (3, 20) and type(A) is type(A0)
+    assert not np.array_equal(backend.to_numpy(A), first[0])
     with pytest.raises(ValueError, match="layer must name a Linear"):
         train_adapter_A(base, task, 2, layer="act1")
     with pytest.raises(TypeError, match="base must be"):
@@ -199,7 +217,7 @@ def test_an_update_along_w_s_top_direction_is_maximally_correlated(float64):
     along = amplification(W, host(np.diag([2.0, 0.0, 0.0, 0.0])), r=1)
     assert along["W_in_delta"] == pytest.approx(5.0) == pytest.approx(along["W_top"])
     assert along["factor"] == pytest.approx(2.0 / 5.0) and along["delta_norm"] == pytest.approx(2.0)
-    weakest = amplification(W, host(np.diag([0.0, 0.0, 0.0, 2.0])), r=1)                   # W's weakest direction
+    weakest = amplification(W, host(np.diag([0.0, 0.0, 0.0, 2.0])), r=1)              # W's weakest direction
     assert weakest["W_in_delta"] == pytest.approx(0.5) and weakest["factor"] == pytest.approx(4.0)
 
 
@@ -253,7 +271,7 @@ def test_lora_updates_amplify_directions_w_has_but_does_not_emphasise(fruit):
     for row in rows:     # more of W than random directions hold, clearly less than W's own top r
         assert 2.5 * row["W_random"] < row["W_in_delta"] < 0.75 * row["W_top"]
         assert row["factor"] > 1.0
-    assert rows[0]["W_in_delta"] > 20 * rows[0]["W_random"]          # at r = 1 far more (the gap shrinks with r)
+    assert rows[0]["W_in_delta"] > 20 * rows[0]["W_random"]        # r = 1: far more (the gap shrinks with r)
     assert rows[0]["factor"] > rows[-1]["factor"]                     # a low rank amplifies the most
     assert format_amplification_table(rows).count("\n") == len(rows) + 1
     with pytest.raises(ValueError, match="at least one rank"):
@@ -270,13 +288,14 @@ def test_a_tiny_run_on_every_backend_and_the_figures(fruit):
     spectra = delta_spectra(base, task, layers=("fc1", "head"), epochs=1)
     study = similarity_study(base, task, ranks=(2, 4), epochs=1)
     rows = amplification_table(base, task, ranks=(1, 2), epochs=1)
-    assert all(np.isfinite(row["factor"]) for row in rows) and all(np.isfinite(g).all() for g in study.grids.values())
+    assert all(np.isfinite(row["factor"]) for row in rows)
+    assert all(np.isfinite(g).all() for g in study.grids.values())
     figs = [plot_delta_spectra(spectra, mark_k=task.shift_rank), plot_similarity(study),
             plot_similarity(study.init_grids, max_dim=2), plot_amplification(rows)]
     for fig in figs:
         panels = [ax for ax in fig.axes if ax.get_title()]
         assert panels and all(ax.get_xlabel() and ax.get_ylabel() for ax in panels)
-    assert len(figs[0].axes) == 4 and len(figs[1].axes) == 6                             # 2×2 panels; 3 maps + bars
+    assert len(figs[0].axes) == 4 and len(figs[1].axes) == 6                      # 2×2 panels; 3 maps + bars
     with pytest.raises(TypeError, match="DeltaSpectrum"):
         plot_delta_spectra({"fc1": rows[0]})
     with pytest.raises(TypeError, match="SimilarityStudy"):

@@ -19,8 +19,20 @@ from lora_np.backend import Rng, to_numpy
 from lora_np.gradcheck import check_model_gradients, cross_entropy, numerical_gradient, rel_error
 from lora_np.lora.loraplus import loraplus_param_groups
 from lora_np.models import MLP
-from lora_np.nn import (DoRALinear, Linear, LoRALayer, LoRALinear, LoRARankWarning, PiSSALinear, SoftmaxCrossEntropy,
-                        VeRALinear, VeRAShared, make_lora_layer, pissa_to_lora, variant_trainable_count)
+from lora_np.nn import (
+    DoRALinear,
+    Linear,
+    LoRALayer,
+    LoRALinear,
+    LoRARankWarning,
+    PiSSALinear,
+    SoftmaxCrossEntropy,
+    VeRALinear,
+    VeRAShared,
+    make_lora_layer,
+    pissa_to_lora,
+    variant_trainable_count,
+)
 from lora_np.optim import Adam
 
 OP_TOL, MODEL_TOL = 1e-7, 1e-6
@@ -38,7 +50,8 @@ def make(variant, d_in=7, d_out=5, r=2, bias=True, seed=0, **kw):
     """(base, layer): a fresh Linear and the variant built on it (VeRA gets a pair sized to it)."""
     base = Linear(d_in, d_out, bias=bias, rng=seed)
     if variant == "vera":
-        kw.setdefault("vera_shared", VeRAShared(r, d_in + 2, d_out + 3, seed=seed + 7, dtype=base.weight.dtype))
+        kw.setdefault("vera_shared", VeRAShared(r, d_in + 2, d_out + 3, seed=seed + 7,
+                                                dtype=base.weight.dtype))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", LoRARankWarning)        # small shapes reach break-even
         return base, make_lora_layer(base, variant, r=r, alpha=3.0, rng=seed + 1, **kw)
@@ -66,8 +79,11 @@ def test_dora_pair_exact_gradient(float64, rng, lead, bias):
     out, cache = F.dora_linear_forward(**ins)
     G = rng.standard_normal(out.shape)
     grads = F.dora_linear_backward(G, cache, exact=True)
-    f = lambda: scalar(F.dora_linear_forward(**ins)[0], G)
-    for name, g in zip(("x", "A", "B", "m"), grads):
+
+    def f():
+        return scalar(F.dora_linear_forward(**ins)[0], G)
+
+    for name, g in zip(("x", "A", "B", "m"), grads, strict=True):
         err = rel_error(numerical_gradient(f, ins[name]), g)
         assert err < OP_TOL, f"d/d{name}: relative error {err:.2e}"
 
@@ -79,7 +95,10 @@ def test_dora_paper_gradient_treats_the_norm_as_a_constant(float64, rng):
     dx, dA, dB, dm = F.dora_linear_backward(G, cache, exact=True)
     px, pA, pB, pm = F.dora_linear_backward(G, cache, exact=False)
     assert same(px, dx) and same(pm, dm)                         # not through n(V): identical
-    f = lambda: scalar(F.dora_linear_forward(**ins)[0], G)
+
+    def f():
+        return scalar(F.dora_linear_forward(**ins)[0], G)
+
     for name, paper in (("A", pA), ("B", pB)):                   # dA, dB: clearly not the true gradient
         num = numerical_gradient(f, ins[name])
         assert rel_error(num, paper) > 0.1
@@ -87,7 +106,10 @@ def test_dora_paper_gradient_treats_the_norm_as_a_constant(float64, rng):
     # ... but exactly the gradient of the same layer with n frozen at its current value (the paper's §4.3)
     x, W0, b0, A, B, s, m = (ins[k] for k in ("x", "W0", "b0", "A", "B", "s", "m"))
     c_frozen = m / F.row_norms(W0 + s * (B @ A))                 # (d_out,), fixed from here on
-    f_frozen = lambda: scalar(F.lora_linear_forward(x, W0, None, A, B, s)[0] * c_frozen + b0, G)
+
+    def f_frozen():
+        return scalar(F.lora_linear_forward(x, W0, None, A, B, s)[0] * c_frozen + b0, G)
+
     assert rel_error(numerical_gradient(f_frozen, A), pA) < OP_TOL
     assert rel_error(numerical_gradient(f_frozen, B), pB) < OP_TOL
 
@@ -104,8 +126,11 @@ def test_vera_pair_gradient(float64, rng, lead, bias):
     G = rng.standard_normal(out.shape)
     grads = F.vera_linear_backward(G, cache)
     assert len(grads) == 3                                       # dx, dλ_d, dλ_b: none for A, B
-    f = lambda: scalar(F.vera_linear_forward(**ins)[0], G)
-    for name, g in zip(("x", "lambda_d", "lambda_b"), grads):
+
+    def f():
+        return scalar(F.vera_linear_forward(**ins)[0], G)
+
+    for name, g in zip(("x", "lambda_d", "lambda_b"), grads, strict=True):
         err = rel_error(numerical_gradient(f, ins[name]), g)
         assert err < OP_TOL, f"d/d{name}: relative error {err:.2e}"
 
@@ -129,7 +154,8 @@ def test_model_gradients_with_each_variant(float64, rng, variant):
     if variant != "pissa":                                       # PiSSA is checked as initialised
         for layer in (m for _, m in model.named_modules() if isinstance(m, LoRALayer)):
             perturb(layer, rng, 0.3)
-    errors = check_model_gradients(model, rng.standard_normal((4, 6)), cross_entropy(rng.integers(0, 3, (4,))))
+    errors = check_model_gradients(model, rng.standard_normal((4, 6)),
+                                   cross_entropy(rng.integers(0, 3, (4,))))
     expected = {"dora": {"lora_A", "lora_B", "lora_magnitude"}, "vera": {"vera_lambda_d", "vera_lambda_b"},
                 "pissa": {"lora_A", "lora_B"}}[variant]
     assert {k.split(".")[-1] for k in errors} == expected | {"input"}
@@ -210,7 +236,8 @@ def test_trainable_counts_match_the_closed_forms(variant):
     names = [n for n, p in layer.named_parameters() if p.trainable]
     assert names == {"lora": ["lora_A", "lora_B"], "dora": ["lora_A", "lora_B", "lora_magnitude"],
                      "vera": ["vera_lambda_d", "vera_lambda_b"], "pissa": ["lora_A", "lora_B"]}[variant]
-    assert variant_trainable_count(variant, d_in, d_out, r) == {"lora": 51, "dora": 57, "vera": 9, "pissa": 51}[variant]
+    counts = {"lora": 51, "dora": 57, "vera": 9, "pissa": 51}
+    assert variant_trainable_count(variant, d_in, d_out, r) == counts[variant]
 
 
 def test_vera_shares_one_frozen_pair_and_only_trains_vectors(rng):
@@ -220,7 +247,8 @@ def test_vera_shares_one_frozen_pair_and_only_trains_vectors(rng):
     assert float(abs(shared.A).max()) <= math.sqrt(6 / 10) and float(abs(shared.B).max()) <= math.sqrt(6 / 4)
     l1, l2 = VeRALinear(Linear(10, 9), 4, shared), VeRALinear(Linear(6, 3), 4, shared)
     assert l1._shared is l2._shared is shared
-    assert not to_numpy(l1.vera_lambda_b.data).any() and np.all(to_numpy(l1.vera_lambda_d.data) == np.float32(0.1))
+    assert not to_numpy(l1.vera_lambda_b.data).any()
+    assert np.all(to_numpy(l1.vera_lambda_d.data) == np.float32(0.1))
     assert all(n.startswith(("weight", "bias", "vera_lambda")) for n, _ in l2.named_parameters())
     probe = LoRALinear.__new__(LoRALinear)                       # VeRA runs the same _setup as LoRA
     probe._setup(Linear(4, 4), 1, 1.0, False, "probe")
@@ -283,7 +311,8 @@ def test_loraplus_needs_lora_b_and_a_positive_lr(rng):
 
 def test_vera_layer_larger_than_the_shared_matrices_is_refused():
     shared = VeRAShared(2, 6, 4)
-    with pytest.raises(ValueError, match=re.escape("larger than the shared matrices allow (d_out_max=4, d_in_max=6)")):
+    with pytest.raises(ValueError, match=re.escape("larger than the shared matrices allow (d_out_max=4, "
+                                                   "d_in_max=6)")):
         VeRALinear(Linear(6, 5), 2, shared)
     with pytest.raises(ValueError, match="larger than the shared"):
         VeRALinear(Linear(7, 4), 2, shared)
@@ -313,7 +342,7 @@ def test_bad_variant_arguments_are_refused():
         make_lora_layer(Linear(6, 4), "vera", r=2)
     with pytest.raises(ValueError, match="dropout=0.1 is not supported by variant 'dora'"):
         make_lora_layer(Linear(6, 4), "dora", r=2, dropout=0.1)
-    with pytest.raises(ValueError, match=re.escape("min(d_in, d_out)")):
+    with pytest.warns(LoRARankWarning, match=re.escape("min(d_in, d_out)")):
         DoRALinear(Linear(6, 4), r=5)
     with pytest.raises(TypeError, match="exact_grad must be True or False"):
         DoRALinear(Linear(6, 4), r=2, exact_grad="yes")

@@ -3,18 +3,55 @@
 Dashboards are asserted on their kernel-side ``history`` (one record per redraw), exactly as the
 notebooks do: setting ``slider.value`` fires the same callback as dragging the slider.
 """
+import dataclasses
 import math
 
 import pytest
 
 from lora_np import backend
 from lora_np.data import CharVocab, make_fruit_task, style_markers
-from lora_np.experiments import (low_rank_approx, lowrank_error_curve, lowrank_param_count, pretrain,
-                                 relative_error, singular_values, structured_matrix)
+from lora_np.experiments import (
+    VARIANT_RUNS,
+    VariantRun,
+    accuracy_table,
+    blend_accuracy,
+    compare_variants,
+    dora_gradient_gap,
+    finetune,
+    finetune_variant,
+    harvest_of,
+    inference_latency,
+    low_rank_approx,
+    lowrank_error_curve,
+    lowrank_param_count,
+    make_harvest,
+    pretrain,
+    relative_error,
+    singular_values,
+    structured_matrix,
+)
 from lora_np.experiments.styles import lora_model_for, pretrain_lm, sample, train_style_adapters
+from lora_np.lora import (
+    LoraConfig,
+    active_adapter,
+    adapter_layers,
+    add_adapter,
+    inject_lora,
+    list_adapters,
+    set_adapter,
+)
 from lora_np.models import TransformerConfig
 from lora_np.nn import break_even_rank
-from lora_np.widgets import lora_rank_explorer, lowrank_explorer, style_explorer
+from lora_np.nn.variants import variant_trainable_count
+from lora_np.optim import Adam
+from lora_np.train import evaluate, fit
+from lora_np.widgets import (
+    adapter_explorer,
+    blend_explorer,
+    lora_rank_explorer,
+    lowrank_explorer,
+    style_explorer,
+)
 
 # --------------------------------------------------------------------------- the maths
 
@@ -85,7 +122,7 @@ def test_param_count_and_break_even():
 @pytest.mark.parametrize("r", [0, -1, 7, 2.5, True, None])
 def test_low_rank_approx_rejects_bad_r(rng, r):
     M = rng.standard_normal((6, 8))
-    with pytest.raises(ValueError, match=r"r=") as err:
+    with pytest.raises(ValueError, match=r"low_rank_approx .*: r must be an integer in \[1, 6\]") as err:
         low_rank_approx(M, r)
     assert "min(m, n)" in str(err.value)
 
@@ -125,7 +162,7 @@ def test_lowrank_explorer_records_each_redraw():
 
 @pytest.mark.parametrize("r", [0, 7])
 def test_lowrank_explorer_rejects_bad_r(r):
-    with pytest.raises(ValueError, match="r="):
+    with pytest.raises(ValueError, match=r"r must be an integer in \[1, 6\]"):
         lowrank_explorer(structured_matrix(6, 8), r=r)
 
 
@@ -156,7 +193,7 @@ def test_lora_rank_explorer_rejects_r_outside_ranks():
     base, _ = pretrain(task, hidden=(8, 8), epochs=1)
     with pytest.raises(ValueError, match="r=3"):
         lora_rank_explorer(base, task, ranks=(1, 2), r=3)
-    with pytest.raises(ValueError, match="lora_rank_explorer: ranks must be positive integers"):
+    with pytest.raises(ValueError, match="lora_rank_explorer: ranks must be a non-empty list of positive"):
         lora_rank_explorer(base, task, ranks=(1, 2.5), r=1)
 
 
@@ -195,7 +232,8 @@ def test_style_explorer_records_each_regeneration(tiny_styles):
     dash.slider.value = 1.0                                      # back where it started: same seed, same text
     assert dash.history[-1]["text"] == rec["text"]
     assert [(h["adapter"], h["strength"]) for h in dash.history] == [
-        ("inventory", 1.0), ("inventory", 0.0), ("none", 0.0), ("none", 0.5), ("inventory", 0.5), ("inventory", 1.0)]
+        ("inventory", 1.0), ("inventory", 0.0), ("none", 0.0), ("none", 0.5), ("inventory", 0.5),
+        ("inventory", 1.0)]
     assert _open_figures() == before
     assert not any(name.endswith(("lora_A", "lora_B")) for name, _ in base.named_parameters())
 
@@ -223,18 +261,6 @@ def test_style_explorer_rejects_bad_arguments(tiny_styles):
 
 # --------------------------------------------------------------------------- several adapters on one base
 
-import dataclasses  # noqa: E402
-
-from lora_np.experiments import (VARIANT_RUNS, VariantRun, accuracy_table, blend_accuracy,  # noqa: E402
-                                 compare_variants, dora_gradient_gap, finetune, finetune_variant, harvest_of,
-                                 inference_latency, make_harvest)
-from lora_np.lora import (LoraConfig, active_adapter, adapter_layers, add_adapter, inject_lora,  # noqa: E402
-                          list_adapters, set_adapter)
-from lora_np.nn.variants import variant_trainable_count  # noqa: E402
-from lora_np.optim import Adam  # noqa: E402
-from lora_np.train import evaluate, fit  # noqa: E402
-from lora_np.widgets import adapter_explorer, blend_explorer  # noqa: E402
-
 
 @pytest.fixture
 def two_harvests():
@@ -261,7 +287,7 @@ def test_make_harvest_defaults_are_the_tasks_shifted_splits(xp):
     task = make_fruit_task(n_pretrain=20, n_finetune=30, n_test=40, seed=2)
     h = make_harvest("h", n_finetune=30, n_test=40, seed=2)
     for mine, theirs in ((h.train, task.shift_train), (h.test, task.shift_test)):
-        assert all(bool(xp.all(a == b)) for a, b in zip(mine, theirs))
+        assert all(bool(xp.all(a == b)) for a, b in zip(mine, theirs, strict=True))
     other = make_harvest("other", shift_seed=99, n_finetune=30, n_test=40, seed=2)
     assert bool(xp.all(other.train[1] == h.train[1])) and not bool(xp.all(other.train[0] == h.train[0]))
     assert harvest_of(task).test is task.shift_test
@@ -275,8 +301,9 @@ def test_accuracy_table_has_the_base_and_each_adapter_and_restores_the_active_on
     task, base, model, ha, hb = two_harvests
     set_adapter(model, "harvest_b")
     table = accuracy_table(model, ["harvest_a", "harvest_b"], [ha, hb])
-    assert list(table) == ["base", "harvest_a", "harvest_b"] and list(table["base"]) == ["harvest_a", "harvest_b"]
-    assert table["base"]["harvest_a"] == evaluate(base, *ha.test)["accuracy"]     # disabled: the base, exactly
+    assert list(table) == ["base", "harvest_a", "harvest_b"]
+    assert list(table["base"]) == ["harvest_a", "harvest_b"]
+    assert table["base"]["harvest_a"] == evaluate(base, *ha.test)["accuracy"]    # disabled: the base, exactly
     assert active_adapter(model) == "harvest_b"
     assert table["harvest_b"]["harvest_b"] == evaluate(model, *hb.test)["accuracy"]
     with pytest.raises(ValueError, match="adapters must name adapters"):
@@ -290,7 +317,8 @@ def test_adapter_explorer_records_each_switch(two_harvests):
     dash = adapter_explorer(model, data)
     assert dash.dropdown.options == ("none", "harvest_a", "harvest_b") and dash.dropdown.value == "harvest_a"
     at_one = dash.history[-1]
-    assert at_one["adapter"] == "harvest_a" and at_one["strength"] == 1.0 and list(at_one["accuracy"]) == list(data)
+    assert at_one["adapter"] == "harvest_a" and at_one["strength"] == 1.0
+    assert list(at_one["accuracy"]) == list(data)
     dash.dropdown.value = "none"                                 # disabled: the base model exactly
     assert dash.history[-1]["accuracy"] == {k: evaluate(base, *d)["accuracy"] for k, d in data.items()}
     dash.dropdown.value = "harvest_a"
@@ -325,7 +353,8 @@ def test_blend_explorer_records_each_blend_and_keeps_one_blend_adapter(two_harve
     before = _open_figures()
     dash = blend_explorer(model, "harvest_a", "harvest_b", ha.test, hb.test, w=0.5)
     rec = dash.history[-1]
-    assert rec["w"] == 0.5 and rec["adapter"] == "blend" and rec["combination"] == "linear" and rec["rank"] == 4
+    assert rec["w"] == 0.5 and rec["adapter"] == "blend"
+    assert rec["combination"] == "linear" and rec["rank"] == 4
     assert active_adapter(model) == "blend" and list_adapters(model) == ["harvest_a", "harvest_b", "blend"]
     fa = adapter_layers(model, "harvest_a")["fc1"].delta_weight()
     fb = adapter_layers(model, "harvest_b")["fc1"].delta_weight()
@@ -348,7 +377,8 @@ def test_blend_explorer_svd_at_full_rank_is_the_linear_blend(two_harvests, xp):
     svd = {p: layer.delta_weight() for p, layer in adapter_layers(model, "blend").items()}
     blend_accuracy(model, "harvest_a", "harvest_b", 0.3, {}, name="lin")
     for path, layer in adapter_layers(model, "lin").items():
-        assert _max_abs(xp, svd[path], layer.delta_weight()) < 1e-5 * backend.to_float(xp.abs(layer.delta_weight()).max())
+        scale = backend.to_float(xp.abs(layer.delta_weight()).max())
+        assert _max_abs(xp, svd[path], layer.delta_weight()) < 1e-5 * scale
     dash2 = blend_explorer(model, "harvest_a", "harvest_b", ha.test, hb.test, w=0.3, name="small",
                            combination="svd", rank=1)
     assert dash2.history[-1]["rank"] == 1 and dash.history[-1]["rank"] == 4
@@ -364,7 +394,7 @@ def test_blend_explorer_rejects_bad_arguments(two_harvests):
         blend_explorer(model, "blend", "harvest_b", ha.test, hb.test)
     with pytest.raises(ValueError, match="w must be a number in"):
         blend_explorer(model, "harvest_a", "harvest_b", ha.test, hb.test, w=1.5)
-    with pytest.raises(ValueError, match="needs a positive integer rank"):
+    with pytest.raises(ValueError, match="combination='svd': rank must be a positive integer"):
         blend_explorer(model, "harvest_a", "harvest_b", ha.test, hb.test, combination="svd")
     with pytest.raises(ValueError, match="data_a must be a pair"):
         blend_explorer(model, "harvest_a", "harvest_b", ha.test[0], hb.test)
@@ -390,7 +420,7 @@ def test_finetune_variant_matches_finetune_and_counts_every_variant():
     small = [dataclasses.replace(run, r=4 if run.variant == "vera" else 2) for run in VARIANT_RUNS]
     runs = compare_variants(base, task, small, epochs=1)
     assert [res.label for res in runs] == [run.label for run in VARIANT_RUNS]
-    for res, run in zip(runs, small):
+    for res, run in zip(runs, small, strict=True):
         expected = sum(variant_trainable_count(run.variant, d_in, 16, res.r) for d_in in (20, 16))
         assert res.trainable == expected, res.label
     with pytest.raises(TypeError, match="run must be a VariantRun"):

@@ -1,5 +1,15 @@
 """Synthetic, seeded data sets: fruit features, fruit images, and fruit-shop text in several styles."""
-from .fruit import FEATURES, FRUITS, GRAPE, PROTOTYPES, RAISIN, FruitTask, make_fruit_task, sample_fruit, shift_matrix
+from .fruit import (
+    FEATURES,
+    FRUITS,
+    GRAPE,
+    PROTOTYPES,
+    RAISIN,
+    FruitTask,
+    make_fruit_task,
+    sample_fruit,
+    shift_matrix,
+)
 from .images import ImageTask, image_grid, make_fruit_images, make_image_task
 from .text import STYLES, CharVocab, generate_text, make_text_dataset, style_markers
 

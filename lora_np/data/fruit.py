@@ -18,30 +18,34 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as _host_np   # data are generated on the host, then moved to the device
+import numpy as _host_np  # data are generated on the host, then moved to the device
 
-from .. import backend
+from .. import backend, validate
 
-FRUITS = ("apple", "banana", "blueberry", "cherry", "grape", "lemon", "orange", "plum", "raisin", "strawberry")
+FRUITS = ("apple", "banana", "blueberry", "cherry", "grape", "lemon", "orange", "plum", "raisin",
+          "strawberry")
 FEATURES = ("hue", "saturation", "brightness", "gloss", "size", "elongation", "weight", "wrinkliness",
             "moisture", "sugar", "acidity", "firmness", "skin_thickness", "seeds", "stem", "aroma",
             "fuzz", "spots", "clustered", "density")
 GRAPE, RAISIN = FRUITS.index("grape"), FRUITS.index("raisin")
 
-# One row per fruit, one column per feature, in standard units.
-#          hue  sat  bri glos size elon  wgt wrin mois  sug acid firm skin seed stem arom fuzz spot clus dens
-PROTOTYPES = _host_np.array([
-    [0.0, 1.0, 0.5, 1.0, 1.5, 0.0, 1.5,-1.0, 1.0, 0.5, 0.5, 1.5, 0.0, 1.0, 1.0, 0.5,-1.0, 0.0,-1.0, 0.5],  # apple
-    [1.5, 1.0, 1.5,-0.5, 1.5, 2.5, 1.0,-0.5, 0.0, 1.0,-1.0, 0.0, 1.0,-1.0, 0.5, 1.0,-1.0, 1.0, 1.0,-0.5],  # banana
-    [-2.0,0.5,-1.0, 0.0,-1.5, 0.0,-1.5, 0.0, 0.5, 0.0, 0.5, 0.0,-1.0,-1.0,-1.0, 0.0, 0.0,-1.0, 1.0, 0.5],  # blueberry
-    [-0.5,1.5, 0.0, 2.0,-1.0, 0.0,-1.0,-1.5, 1.0, 1.0, 0.5,-0.5,-1.0, 0.5, 2.0, 0.5,-1.0,-1.0, 1.0, 0.5],  # cherry
-    [-1.5,0.5, 0.5, 1.5,-1.0, 0.5,-1.0,-1.5, 1.5, 0.5, 0.0, 0.0,-1.0,-1.0, 0.0, 0.0,-1.0,-1.0, 2.0, 0.5],  # grape
-    [1.0, 1.5, 1.5, 0.5, 0.5, 1.0, 0.0,-0.5, 1.0,-1.5, 2.5, 0.5, 1.0, 0.0,-0.5, 1.5,-1.0, 0.5,-1.0, 0.0],  # lemon
-    [0.5, 2.0, 1.0, 0.5, 1.5, 0.0, 1.5, 0.0, 1.5, 0.5, 1.0, 0.0, 2.0, 0.5,-0.5, 1.5,-1.0, 0.0,-1.0, 0.0],  # orange
-    [-1.0,0.5,-0.5, 0.5, 0.0, 0.5, 0.0,-1.0, 1.0, 0.5, 0.5,-0.5,-0.5, 1.0, 0.5, 0.5, 0.5,-0.5,-1.0, 1.0],  # plum
-    [-1.0,-0.5,-1.5,-1.5,-1.5, 0.5,-1.5, 2.0,-2.0, 2.0,-0.5,-1.0,-0.5,-1.0,-1.0, 0.5,-1.0,-1.0, 1.5, 1.5],  # raisin
-    [-0.5,2.0, 0.5, 0.5,-0.5, 0.5,-0.5,-0.5, 1.0, 1.0, 0.5,-1.0,-1.5, 2.5, 1.0, 2.0, 0.5, 2.5,-1.0,-0.5],  # strawberry
-])
+# One row per fruit, one column per feature (abbreviated), in standard units.
+_PROTOTYPE_TABLE = """
+            hue  sat  bri glos size elon  wgt wrin mois  sug acid firm skin seed stem arom fuzz spot clus dens
+apple       0.0  1.0  0.5  1.0  1.5  0.0  1.5 -1.0  1.0  0.5  0.5  1.5  0.0  1.0  1.0  0.5 -1.0  0.0 -1.0  0.5
+banana      1.5  1.0  1.5 -0.5  1.5  2.5  1.0 -0.5  0.0  1.0 -1.0  0.0  1.0 -1.0  0.5  1.0 -1.0  1.0  1.0 -0.5
+blueberry  -2.0  0.5 -1.0  0.0 -1.5  0.0 -1.5  0.0  0.5  0.0  0.5  0.0 -1.0 -1.0 -1.0  0.0  0.0 -1.0  1.0  0.5
+cherry     -0.5  1.5  0.0  2.0 -1.0  0.0 -1.0 -1.5  1.0  1.0  0.5 -0.5 -1.0  0.5  2.0  0.5 -1.0 -1.0  1.0  0.5
+grape      -1.5  0.5  0.5  1.5 -1.0  0.5 -1.0 -1.5  1.5  0.5  0.0  0.0 -1.0 -1.0  0.0  0.0 -1.0 -1.0  2.0  0.5
+lemon       1.0  1.5  1.5  0.5  0.5  1.0  0.0 -0.5  1.0 -1.5  2.5  0.5  1.0  0.0 -0.5  1.5 -1.0  0.5 -1.0  0.0
+orange      0.5  2.0  1.0  0.5  1.5  0.0  1.5  0.0  1.5  0.5  1.0  0.0  2.0  0.5 -0.5  1.5 -1.0  0.0 -1.0  0.0
+plum       -1.0  0.5 -0.5  0.5  0.0  0.5  0.0 -1.0  1.0  0.5  0.5 -0.5 -0.5  1.0  0.5  0.5  0.5 -0.5 -1.0  1.0
+raisin     -1.0 -0.5 -1.5 -1.5 -1.5  0.5 -1.5  2.0 -2.0  2.0 -0.5 -1.0 -0.5 -1.0 -1.0  0.5 -1.0 -1.0  1.5  1.5
+strawberry -0.5  2.0  0.5  0.5 -0.5  0.5 -0.5 -0.5  1.0  1.0  0.5 -1.0 -1.5  2.5  1.0  2.0  0.5  2.5 -1.0 -0.5
+"""
+_ROWS = {row[0]: [float(v) for v in row[1:]]                                 # fruit -> its 20 values
+         for row in map(str.split, _PROTOTYPE_TABLE.strip("\n").splitlines()[1:])}
+PROTOTYPES = _host_np.array([_ROWS[fruit] for fruit in FRUITS])               # (10, 20)
 NOISE = 0.9           # the spread of individual fruit around their prototype, in standard units
 
 
@@ -52,8 +56,8 @@ def shift_matrix(shift_rank: int = 2, strength: float = 1.0, seed: int = 1234):
     typical raisin. Directions 2..k: random unit vectors, orthogonal to ``v₁`` and to each other,
     scaled by ``strength``.
     """
-    if isinstance(shift_rank, bool) or not isinstance(shift_rank, int) or not 0 <= shift_rank <= len(FEATURES):
-        raise ValueError(f"shift_rank must be an integer in [0, {len(FEATURES)}], got {shift_rank!r}")
+    shift_rank = validate.integer(shift_rank, "shift_rank", low=0, high=len(FEATURES))
+    strength = validate.number(strength, "strength", low=0.0)
     d = len(FEATURES)
     U, V = _host_np.zeros((d, shift_rank)), _host_np.zeros((d, shift_rank))   # (d, k)
     if shift_rank:
@@ -75,10 +79,8 @@ def sample_fruit(n: int, split: str = "source", shift_rank: int = 2, seed: int =
 
     ``shift_strength`` scales the random directions 2..k of the shift (see :func:`shift_matrix`).
     """
-    if isinstance(n, bool) or not isinstance(n, int) or n <= 0:
-        raise ValueError(f"n must be a positive integer, got {n!r}")
-    if split not in ("source", "shifted"):
-        raise ValueError(f"split must be 'source' or 'shifted', got {split!r}")
+    n = validate.positive_int(n, "n")
+    split = validate.choice(split, "split", ("source", "shifted"))
     rng = _host_np.random.default_rng(seed)
     y = rng.permutation(_host_np.arange(n) % len(FRUITS))                       # (n,)
     X = PROTOTYPES[y] + NOISE * rng.standard_normal((n, len(FEATURES)))          # (n, 20)
@@ -113,7 +115,7 @@ class FruitTask:
     def n_classes(self) -> int:
         return len(self.classes)
 
-    def to(self, backend_name: str | None = None) -> "FruitTask":
+    def to(self, backend_name: str | None = None) -> FruitTask:
         """Move every split's ``(X, y)`` to ``backend_name`` (default: the current backend); returns self."""
         return backend.to_device(self, backend_name)
 
@@ -125,12 +127,14 @@ def make_fruit_task(shift_rank: int = 2, n_pretrain: int = 4000, n_finetune: int
     ``shift_strength`` > 1 makes the random directions of the shift matter more: every direction
     a rank-r update cannot undo then costs accuracy, which sharpens the knee of a rank sweep at r = k.
     """
-    if isinstance(shift_strength, bool) or not isinstance(shift_strength, (int, float)) or not shift_strength >= 0:
-        raise ValueError(f"shift_strength must be a number >= 0, got {shift_strength!r}")
+    shift_strength = validate.number(shift_strength, "shift_strength", low=0.0)
+    shift_rank = validate.integer(shift_rank, "shift_rank", low=0, high=len(FEATURES))
+    for name, n in (("n_pretrain", n_pretrain), ("n_finetune", n_finetune), ("n_test", n_test)):
+        validate.positive_int(n, name)
 
     def split(n, kind, s):
         X, y = sample_fruit(n, kind, shift_rank, seed=seed * 10 + s, shift_strength=shift_strength)
         return backend.asarray(X, dtype=dtype), backend.asarray(y)
 
     return FruitTask(split(n_pretrain, "source", 1), split(n_test, "source", 2),
-                     split(n_finetune, "shifted", 3), split(n_test, "shifted", 4), shift_rank, float(shift_strength))
+                     split(n_finetune, "shifted", 3), split(n_test, "shifted", 4), shift_rank, shift_strength)

@@ -34,9 +34,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as _host_np   # images are drawn on the host, then moved to the device
+import numpy as _host_np  # images are drawn on the host, then moved to the device
 
-from .. import backend
+from .. import backend, validate
 from .fruit import FRUITS
 
 SPLITS = ("source", "shifted")
@@ -94,13 +94,17 @@ class _Canvas:
         w = (w < 1 / 3) * 1.0 if name in TWO_KINDS else w
         return a + w[:, None] * (b - a) + self.rng.uniform(-0.04, 0.04, (self.m, 3))                # (m, 3)
 
+    def _column(self, v):
+        """A scalar or an (m,) array -> (m, 1, 1), one value per image, broadcast over the pixels."""
+        return _host_np.broadcast_to(v, (self.m,))[:, None, None]       # (m, 1, 1)
+
     def blob(self, cy, cx, ry, rx, bend=0.0, taper=0.0):
         """Soft ellipses (anti-aliased over one pixel), centres/radii (m,) in unit coordinates.
 
         ``bend`` curves the long axis (a banana), ``taper`` narrows the lower half (a strawberry).
         Returns the mask, the normalised radius r (1 on the rim) and the offsets dy, dx, all (m, S, S).
         """
-        cy, cx, ry, rx, bend = (_host_np.broadcast_to(v, (self.m,))[:, None, None] for v in (cy, cx, ry, rx, bend))
+        cy, cx, ry, rx, bend = (self._column(v) for v in (cy, cx, ry, rx, bend))   # (m, 1, 1) each
         dx = (self.xx - cx) / rx                                         # (m, 1, S)
         dy = (self.yy - cy - bend * ry * dx ** 2) / ry                   # (m, S, S)
         dx = dx / (1.0 - taper * _host_np.clip(dy, 0.0, 1.0))            # (m, S, S) narrower below
@@ -110,7 +114,7 @@ class _Canvas:
 
     def segment(self, p0, p1, width):
         """Soft mask (m, S, S) of a line from p0 to p1 (each a pair of (m,) arrays: y, x)."""
-        (y0, x0), (y1, x1) = ((_host_np.broadcast_to(v, (self.m,))[:, None, None] for v in p) for p in (p0, p1))
+        (y0, x0), (y1, x1) = ((self._column(v) for v in p) for p in (p0, p1))      # (m, 1, 1) each
         t = ((self.yy - y0) * (y1 - y0) + (self.xx - x0) * (x1 - x0)) / ((y1 - y0) ** 2 + (x1 - x0) ** 2)
         t = _host_np.clip(t, 0.0, 1.0)                                   # (m, S, S) nearest point on the line
         d = _host_np.hypot(self.yy - y0 - t * (y1 - y0), self.xx - x0 - t * (x1 - x0))   # (m, S, S)
@@ -126,9 +130,11 @@ class _Canvas:
         """Paint one shaded fruit: rim shading, wrinkles, and the lamp's highlight (gloss)."""
         gloss, dark = SPEC[name][2], 1.0
         if self.shifted:
-            gloss, wrinkles, dark = SHIFT_GLOSS * gloss, wrinkles + SHIFT_WRINKLES * gloss, 1.0 - SHIFT_DARKEN * gloss
+            gloss, wrinkles, dark = (SHIFT_GLOSS * gloss, wrinkles + SHIFT_WRINKLES * gloss,
+                                     1.0 - SHIFT_DARKEN * gloss)
         mask, r, dy, dx = self.blob(cy, cx, ry, rx, **shape)
-        shade = dark * (1.0 - 0.35 * _host_np.clip(r, 0, 1) ** 2) * (1.0 - wrinkles * self.stripes)   # (m, S, S)
+        rim = 1.0 - 0.35 * _host_np.clip(r, 0, 1) ** 2                   # (m, S, S) darker towards the rim
+        shade = dark * rim * (1.0 - wrinkles * self.stripes)             # (m, S, S)
         spot = gloss * _host_np.exp(-((dy + 0.4) ** 2 + (dx + 0.35) ** 2) / (2 * 0.3 ** 2))     # (m, S, S)
         surface = colour[:, None, None, :] * shade[..., None]            # (m, S, S, 3)
         surface = surface + spot[..., None] * (1.0 - surface)            # (m, S, S, 3) towards white
@@ -227,7 +233,8 @@ def _cherry(c):
 
 
 DRAW = {"apple": lambda c: _round(c, "apple", 0.29, 0.31), "banana": _banana, "blueberry": _blueberry,
-        "cherry": _cherry, "grape": _grape, "lemon": _lemon, "orange": lambda c: _round(c, "orange", 0.31, 0.31),
+        "cherry": _cherry, "grape": _grape, "lemon": _lemon,
+        "orange": lambda c: _round(c, "orange", 0.31, 0.31),
         "plum": lambda c: _round(c, "plum", 0.27, 0.23), "raisin": _raisin, "strawberry": _strawberry}
 
 
@@ -238,12 +245,9 @@ def make_fruit_images(n: int, split: str = "source", size: int = 16, seed: int =
 
     Returns ``X: (n, size, size, 3)`` float32 in [0, 1] and ``y: (n,)`` int64 class indices into FRUITS.
     """
-    if isinstance(n, bool) or not isinstance(n, (int, _host_np.integer)) or n <= 0:
-        raise ValueError(f"n must be a positive integer, got {n!r}")
-    if split not in SPLITS:
-        raise ValueError(f"split must be 'source' or 'shifted', got {split!r}")
-    if isinstance(size, bool) or not isinstance(size, (int, _host_np.integer)) or size < 8:
-        raise ValueError(f"size must be an integer >= 8 (pixels), got {size!r}")
+    n = validate.positive_int(n, "n")
+    split = validate.choice(split, "split", SPLITS)
+    size = validate.integer(size, "size", low=8)                    # pixels
     rng, noise = (_host_np.random.default_rng(s) for s in _host_np.random.SeedSequence(seed).spawn(2))
     y = rng.permutation(_host_np.arange(n) % len(FRUITS)).astype(_host_np.int64)   # (n,)
     X = _host_np.empty((n, size, size, 3), dtype=_host_np.float32)                   # (n, S, S, 3)
@@ -295,7 +299,7 @@ class ImageTask:
     def n_classes(self) -> int:
         return len(self.classes)
 
-    def to(self, backend_name: str | None = None) -> "ImageTask":
+    def to(self, backend_name: str | None = None) -> ImageTask:
         """Move every split's ``(X, y)`` to ``backend_name`` (default: the current backend); returns self."""
         return backend.to_device(self, backend_name)
 
@@ -304,8 +308,8 @@ def make_image_task(n_pretrain: int = 3000, n_finetune: int = 500, n_test: int =
                     seed: int = 0, dtype=None) -> ImageTask:
     """Generate every split (seeded) and move it to the current backend's device."""
     for name, n in (("n_pretrain", n_pretrain), ("n_finetune", n_finetune), ("n_test", n_test)):
-        if isinstance(n, bool) or not isinstance(n, (int, _host_np.integer)) or n <= 0:
-            raise ValueError(f"{name} must be a positive integer, got {n!r}")
+        validate.positive_int(n, name)
+    size = validate.integer(size, "size", low=8)                    # pixels
 
     def split(n, kind, s):
         X, y = make_fruit_images(n, kind, size, seed=seed * 10 + s)
@@ -321,8 +325,7 @@ def image_grid(X, y=None, classes=FRUITS, ncols: int = 10, ax=None):
     X = backend.to_numpy(X)
     if X.ndim != 4 or X.shape[-1] != 3 or X.shape[0] == 0:
         raise ValueError(f"X must have shape (N, H, W, 3) with N >= 1, got {X.shape}")
-    if isinstance(ncols, bool) or not isinstance(ncols, int) or ncols <= 0:
-        raise ValueError(f"ncols must be a positive integer, got {ncols!r}")
+    ncols = validate.positive_int(ncols, "ncols")
     labels = None if y is None else backend.to_numpy(y)
     if labels is not None and labels.shape != (len(X),):
         raise ValueError(f"y must have shape ({len(X)},), got {labels.shape}")

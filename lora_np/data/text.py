@@ -20,9 +20,9 @@ from __future__ import annotations
 import re
 import string
 
-import numpy as _host_np   # text is generated and encoded on the host, then moved to the device
+import numpy as _host_np  # text is generated and encoded on the host, then moved to the device
 
-from .. import backend
+from .. import backend, validate
 from .fruit import FRUITS
 
 STYLES = ("plain", "inventory", "verse", "dialogue")
@@ -79,7 +79,8 @@ def _literals(template: str):
 
 
 def _alphabet() -> str:
-    """Every character the grammar can write, in a fixed order: newline, space, punctuation, digits, letters."""
+    """Every character the grammar can write, in a fixed order: newline, space, punctuation, digits,
+    letters."""
     pieces = ["\n"] + [_literals(t) for stanza in TEMPLATES.values() for slot in stanza for t in slot]
     pieces += [w for words in WORDS.values() for w in words]
     pieces += [w for ws in COLOURS.values() for w in ws] + [w for ws in RHYME_LINES.values() for w in ws]
@@ -87,11 +88,6 @@ def _alphabet() -> str:
 
 
 ALPHABET = _alphabet()
-
-
-def _check_positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, _host_np.integer)) or value <= 0:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
 _SHARED = {"colour": "fruit", "rhyme_line": "rhyme"}     # a field that follows another one
@@ -121,9 +117,8 @@ def _fill(template: str, rng, picked: dict) -> str:
 
 def generate_text(style: str, n_lines: int, seed: int = 0) -> str:
     """``n_lines`` lines (each ending in a newline) of the given style, reproducible from ``seed``."""
-    if style not in STYLES:
-        raise ValueError(f"style must be one of {STYLES}, got {style!r}")
-    _check_positive_int("n_lines", n_lines)
+    style = validate.choice(style, "style", STYLES)
+    n_lines = validate.positive_int(n_lines, "n_lines")
     rng, lines = _host_np.random.default_rng(seed), []
     while len(lines) < n_lines:
         picked = {}                                       # shared by the lines of one stanza
@@ -160,14 +155,15 @@ class CharVocab:
             return _host_np.fromiter((self.stoi[c] for c in text), dtype=_host_np.int64, count=len(text))
         except KeyError as err:
             ch = err.args[0]
-            raise ValueError(f"text contains the character {ch!r} at position {text.index(ch)}, "
-                             f"which is not in the vocabulary ({self.size} characters: {self.chars!r})") from None
+            raise ValueError(f"text contains the character {ch!r} at position {text.index(ch)}, which is "
+                             f"not in the vocabulary ({self.size} characters: {self.chars!r})") from None
 
     def decode(self, ids) -> str:
         """Ids (a list, or a 1-D array on any backend) -> the string."""
         ids = backend.to_numpy(ids)
         if ids.ndim != 1 or (ids.size and ids.dtype.kind not in "iu"):
-            raise ValueError(f"ids must be a 1-D array of integers, got shape {ids.shape} and dtype {ids.dtype}")
+            raise ValueError(f"ids must be a 1-D array of integers, got shape {ids.shape} "
+                             f"and dtype {ids.dtype}")
         bad = ids[(ids < 0) | (ids >= self.size)]
         if bad.size:
             raise ValueError(f"ids must lie in [0, {self.size}), got {int(bad[0])}")
@@ -184,9 +180,8 @@ def make_text_dataset(style: str, n_lines: int = 400, context: int = 32, seed: i
 
     Windows start every ``stride`` characters (default ``context``: each character is a target once).
     """
-    _check_positive_int("context", context)
-    stride = context if stride is None else stride
-    _check_positive_int("stride", stride)
+    context = validate.positive_int(context, "context")
+    stride = context if stride is None else validate.positive_int(stride, "stride")
     vocab = CharVocab() if vocab is None else vocab
     ids = vocab.encode(generate_text(style, n_lines, seed))            # (L,)
     if len(ids) < context + 1:

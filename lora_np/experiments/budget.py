@@ -27,24 +27,26 @@ fine-tuning, a figure from its own setup that this rule of thumb does not try to
 """
 from __future__ import annotations
 
-import math
-import numbers
 from dataclasses import dataclass
 from typing import NamedTuple
 
-import numpy as _host_np   # the budget curves are small host arrays for plotting
+import numpy as _host_np  # the budget curves are small host arrays for plotting
 
+from ..tables import BINARY_UNITS, DECIMAL_UNITS, byte_unit, format_bytes, text_table
+from ..validate import integer, message, positive_int, positive_number
 from .lowrank import lowrank_param_count
-from .presets import (MODEL_PRESETS, PRECISION_PRESETS, ModelPreset, PrecisionSpec,  # noqa: F401 (re-exported)
-                      _lookup, _pos_int)
+from .presets import MODEL_PRESETS, PRECISION_PRESETS, ModelPreset, PrecisionSpec, lookup_preset
+
+__all__ = ["full_param_count", "lora_param_count", "BreakEven", "break_even", "ParameterBudget",
+           "parameter_budget", "lora_trainable_params", "MemoryBreakdown", "full_finetune_memory",
+           "lora_memory", "compare_memory",
+           "format_memory_table", "ModelPreset", "MODEL_PRESETS", "PrecisionSpec", "PRECISION_PRESETS",
+           "byte_unit", "format_bytes", "BINARY_UNITS", "DECIMAL_UNITS"]
 
 
-def _check_rank(r, d_in: int, d_out: int, where: str) -> int:
-    r = _pos_int(r, "r", where)
-    if r > min(d_in, d_out):
-        raise ValueError(f"{where}: r={r} is above min(d_in, d_out) = min({d_in}, {d_out}) = {min(d_in, d_out)}; "
-                         "B @ A cannot have a higher rank than that")
-    return r
+def _above_min(r: int, d_in: int, d_out: int, where: str) -> str:
+    return (f"{where}: r={r} is above min(d_in, d_out) = min({d_in}, {d_out}) = {min(d_in, d_out)}; "
+            "B @ A cannot have a higher rank than that")
 
 
 # --------------------------------------------------------------------------- one weight matrix
@@ -52,17 +54,22 @@ def _check_rank(r, d_in: int, d_out: int, where: str) -> int:
 
 def full_param_count(d_in: int, d_out: int) -> int:
     """Parameters full fine-tuning trains in ``W: (d_out, d_in)``: d_in · d_out."""
-    return _pos_int(d_in, "d_in", "full_param_count") * _pos_int(d_out, "d_out", "full_param_count")
+    return positive_int(d_in, "d_in", "full_param_count") * positive_int(d_out, "d_out", "full_param_count")
 
 
 def lora_param_count(d_in: int, d_out: int, r: int) -> int:
-    """Parameters LoRA trains for ``W: (d_out, d_in)``: ``A (r, d_in)`` and ``B (d_out, r)``, r · (d_in + d_out).
+    """Parameters LoRA trains for ``W: (d_out, d_in)``: ``A (r, d_in)`` and ``B (d_out, r)``,
+    r · (d_in + d_out).
 
     The same count as :func:`lora_np.experiments.lowrank.lowrank_param_count` with m = d_out,
     n = d_in; here r must also satisfy r ≤ min(d_in, d_out), as in a LoRA layer.
     """
-    d_in, d_out = _pos_int(d_in, "d_in", "lora_param_count"), _pos_int(d_out, "d_out", "lora_param_count")
-    return lowrank_param_count(d_out, d_in, _check_rank(r, d_in, d_out, "lora_param_count"))
+    where = "lora_param_count"
+    d_in, d_out = positive_int(d_in, "d_in", where), positive_int(d_out, "d_out", where)
+    r = positive_int(r, "r", where)
+    if r > min(d_in, d_out):
+        raise ValueError(_above_min(r, d_in, d_out, where))
+    return lowrank_param_count(d_out, d_in, r)
 
 
 class BreakEven(NamedTuple):
@@ -81,7 +88,7 @@ def break_even(d_in: int, d_out: int) -> BreakEven:
     = (d_in·d_out − 1) // (d_in + d_out), computed exactly in integers.
     (:func:`lora_np.nn.break_even_rank` is the float r* alone.)
     """
-    d_in, d_out = _pos_int(d_in, "d_in", "break_even"), _pos_int(d_out, "d_out", "break_even")
+    d_in, d_out = positive_int(d_in, "d_in", "break_even"), positive_int(d_out, "d_out", "break_even")
     return BreakEven(d_in * d_out / (d_in + d_out), (d_in * d_out - 1) // (d_in + d_out))
 
 
@@ -99,15 +106,15 @@ class ParameterBudget:
 
     def at(self, r: int) -> dict:
         """The numbers at rank ``r`` (one of ``ranks``), as plain Python values."""
-        ok = not isinstance(r, bool) and isinstance(r, numbers.Integral)
-        hits = _host_np.flatnonzero(self.ranks == r) if ok else ()
-        if not len(hits):
-            raise ValueError(f"ParameterBudget.at: r={r!r} must be one of the budget's ranks "
-                             f"({int(self.ranks[0])}..{int(self.ranks[-1])})")
-        i = int(hits[0])
-        return {"d_in": self.d_in, "d_out": self.d_out, "r": int(r), "lora": int(self.lora[i]), "full": self.full,
+        ranks = self.ranks.tolist()
+        r = integer(r, "r", "ParameterBudget.at", low=ranks[0], high=ranks[-1])
+        if r not in ranks:
+            raise ValueError(message("r", f"one of the budget's ranks {ranks}", r, "ParameterBudget.at"))
+        i = ranks.index(r)
+        return {"d_in": self.d_in, "d_out": self.d_out, "r": r, "lora": int(self.lora[i]), "full": self.full,
                 "fraction": float(self.fraction[i]), "break_even": self.break_even.rank,
-                "largest_saving_rank": self.break_even.largest_saving_rank, "saves": int(self.lora[i]) < self.full}
+                "largest_saving_rank": self.break_even.largest_saving_rank,
+                "saves": int(self.lora[i]) < self.full}
 
 
 def parameter_budget(d_in: int, d_out: int, ranks=None) -> ParameterBudget:
@@ -115,17 +122,20 @@ def parameter_budget(d_in: int, d_out: int, ranks=None) -> ParameterBudget:
 
     ``ranks``: increasing integers in [1, min(d_in, d_out)]; default every one of them.
     """
-    d_in, d_out = _pos_int(d_in, "d_in", "parameter_budget"), _pos_int(d_out, "d_out", "parameter_budget")
+    where = "parameter_budget"
+    d_in, d_out = positive_int(d_in, "d_in", where), positive_int(d_out, "d_out", where)
     ranks = range(1, min(d_in, d_out) + 1) if ranks is None else list(ranks)
     if not len(ranks):
-        raise ValueError("parameter_budget: ranks must not be empty")
-    rs = [_check_rank(r, d_in, d_out, "parameter_budget") for r in ranks]
-    if any(b <= a for a, b in zip(rs, rs[1:])):
-        raise ValueError(f"parameter_budget: ranks must be strictly increasing, got {list(ranks)!r}")
+        raise ValueError(f"{where}: ranks must not be empty")
+    rs = [positive_int(r, "r", where) for r in ranks]
+    if max(rs) > min(d_in, d_out):
+        raise ValueError(_above_min(max(rs), d_in, d_out, where))
+    if any(b <= a for a, b in zip(rs, rs[1:], strict=False)):        # each rank with the next
+        raise ValueError(f"{where}: ranks must be strictly increasing, got {list(ranks)!r}")
     full = d_in * d_out
     lora = _host_np.array([lowrank_param_count(d_out, d_in, r) for r in rs], dtype=_host_np.int64)   # (k,)
     return ParameterBudget(d_in, d_out, _host_np.array(rs, dtype=_host_np.int64), lora, full,
-                           lora / full, break_even(d_in, d_out))                                       # (k,) each
+                           lora / full, break_even(d_in, d_out))                             # (k,) each
 
 
 def lora_trainable_params(model, r: int, targets=None) -> int:
@@ -135,7 +145,7 @@ def lora_trainable_params(model, r: int, targets=None) -> int:
     (default the preset's first target set, e.g. q and v).
     GPT-3 175B, r = 4 on q and v: 96 · 2 · 4 · (12288 + 12288) = 18,874,368.
     """
-    model = _lookup(model, MODEL_PRESETS, ModelPreset, "model", "lora_trainable_params")
+    model = lookup_preset(model, MODEL_PRESETS, ModelPreset, "model", "lora_trainable_params")
     targets = model.default_targets if targets is None else model.check_targets(targets)
     shapes = model.shapes
     return model.n_layers * sum(lora_param_count(shapes[t][1], shapes[t][0], r) for t in targets)
@@ -171,12 +181,10 @@ class MemoryBreakdown:
 
 
 def _breakdown(label, n_params, trainable, stored, spec, checkpoint_bytes, where):
-    if isinstance(checkpoint_bytes, bool) or not isinstance(checkpoint_bytes, numbers.Real) or not checkpoint_bytes > 0:
-        raise ValueError(f"{where}: checkpoint_bytes must be a positive number of bytes per saved parameter, "
-                         f"got {checkpoint_bytes!r}")
+    checkpoint_bytes = positive_number(checkpoint_bytes, "checkpoint_bytes", where)   # per saved parameter
     return MemoryBreakdown(label, stored * spec.weight_bytes, trainable * spec.grad_bytes,
-                           trainable * spec.optimizer_bytes, trainable * spec.master_bytes, trainable, n_params,
-                           trainable * checkpoint_bytes)
+                           trainable * spec.optimizer_bytes, trainable * spec.master_bytes, trainable,
+                           n_params, trainable * checkpoint_bytes)
 
 
 def full_finetune_memory(model, precision, checkpoint_bytes: float = 2) -> MemoryBreakdown:
@@ -185,10 +193,10 @@ def full_finetune_memory(model, precision, checkpoint_bytes: float = 2) -> Memor
     The checkpoint saves all N parameters at ``checkpoint_bytes`` each (2: fp16), e.g. GPT-3 175B:
     175e9 · 2 B = 350 GB.
     """
-    model = _lookup(model, MODEL_PRESETS, ModelPreset, "model", "full_finetune_memory")
-    spec = _lookup(precision, PRECISION_PRESETS, PrecisionSpec, "precision", "full_finetune_memory")
-    return _breakdown("full fine-tuning", model.n_params, model.n_params, model.n_params, spec, checkpoint_bytes,
-                      "full_finetune_memory")
+    model = lookup_preset(model, MODEL_PRESETS, ModelPreset, "model", "full_finetune_memory")
+    spec = lookup_preset(precision, PRECISION_PRESETS, PrecisionSpec, "precision", "full_finetune_memory")
+    n = model.n_params
+    return _breakdown("full fine-tuning", n, n, n, spec, checkpoint_bytes, "full_finetune_memory")
 
 
 def lora_memory(model, precision, r: int, targets=None, checkpoint_bytes: float = 2) -> MemoryBreakdown:
@@ -198,8 +206,8 @@ def lora_memory(model, precision, r: int, targets=None, checkpoint_bytes: float 
     T = 18,874,368, so 37.7 MB (36.0 MiB) in fp16 and about 9,300× smaller than the 350 GB model.
     The LoRA paper's "35 MB" ("roughly 10,000×") is its own rounded figure for the same setting.
     """
-    model = _lookup(model, MODEL_PRESETS, ModelPreset, "model", "lora_memory")
-    spec = _lookup(precision, PRECISION_PRESETS, PrecisionSpec, "precision", "lora_memory")
+    model = lookup_preset(model, MODEL_PRESETS, ModelPreset, "model", "lora_memory")
+    spec = lookup_preset(precision, PRECISION_PRESETS, PrecisionSpec, "precision", "lora_memory")
     trainable = lora_trainable_params(model, r, targets)
     return _breakdown(f"LoRA r = {r}", model.n_params, trainable, model.n_params + trainable, spec,
                       checkpoint_bytes, "lora_memory")
@@ -218,40 +226,18 @@ def compare_memory(model, precision, r: int, targets=None, checkpoint_bytes: flo
 # --------------------------------------------------------------------------- formatting
 
 
-BINARY_UNITS = ("B", "KiB", "MiB", "GiB", "TiB")
-DECIMAL_UNITS = ("B", "kB", "MB", "GB", "TB")
-
-
-def byte_unit(n: float, binary: bool = True) -> tuple:
-    """``(unit, size)``: the largest unit with n ≥ 1 of it (1024ᵏ for binary, 1000ᵏ for decimal)."""
-    if isinstance(n, bool) or not isinstance(n, numbers.Real) or not math.isfinite(n) or n < 0:
-        raise ValueError(f"byte_unit: n must be a finite number of bytes >= 0, got {n!r}")
-    units, base = (BINARY_UNITS, 1024) if binary else (DECIMAL_UNITS, 1000)
-    k = 0
-    while k + 1 < len(units) and n >= base ** (k + 1):
-        k += 1
-    return units[k], base ** k
-
-
-def format_bytes(n: float, binary: bool = True, digits: int = 2) -> str:
-    """``13.04 GiB`` (binary, powers of 1024) or ``14.00 GB`` (decimal, powers of 1000)."""
-    unit, size = byte_unit(n, binary)
-    return f"{n:g} B" if size == 1 else f"{n / size:.{digits}f} {unit}"
-
-
 def format_memory_table(*breakdowns: MemoryBreakdown, binary: bool = True) -> str:
     """A text table: one column per breakdown, one row per part of memory, then counts and checkpoint."""
     if not breakdowns or not all(isinstance(b, MemoryBreakdown) for b in breakdowns):
         raise ValueError("format_memory_table: pass one or more MemoryBreakdown objects")
-    rows = [("weights", "weights"), ("gradients", "gradients"), ("optimizer state", "optimizer"),
-            ("master copies", "master"), ("total", "total")]
-    w = max(16, *(len(b.label) for b in breakdowns))
-    lines = [f"{'':<18}" + "".join(f"{b.label:>{w}}" for b in breakdowns)]
-    for title, attr in rows:
-        if title == "total":
-            lines.append("-" * len(lines[0]))
-        lines.append(f"{title:<18}" + "".join(f"{format_bytes(getattr(b, attr), binary):>{w}}" for b in breakdowns))
-    lines.append(f"{'trained params':<18}" + "".join(f"{b.trainable:>{w},}" for b in breakdowns))
-    lines.append(f"{'% of the model':<18}" + "".join(f"{100 * b.fraction:>{w - 1}.4f}%" for b in breakdowns))
-    lines.append(f"{'checkpoint':<18}" + "".join(f"{format_bytes(b.checkpoint, binary):>{w}}" for b in breakdowns))
-    return "\n".join(lines)
+    parts = (("weights", "weights"), ("gradients", "gradients"), ("optimizer state", "optimizer"),
+             ("master copies", "master"), None, ("total", "total"))
+
+    def sizes(attr):
+        return [format_bytes(getattr(b, attr), binary) for b in breakdowns]
+
+    rows = [None if part is None else [part[0]] + sizes(part[1]) for part in parts]
+    rows += [["trained params"] + [f"{b.trainable:,}" for b in breakdowns],
+             ["% of the model"] + [f"{100 * b.fraction:.4f}%" for b in breakdowns],
+             ["checkpoint"] + sizes("checkpoint")]
+    return text_table([""] + [b.label for b in breakdowns], rows)

@@ -19,7 +19,8 @@ from ..lora import LoraConfig, inject_lora, loraplus_param_groups, trainable_rep
 from ..models import MLP
 from ..nn import Module
 from ..optim import Adam
-from ..train import History, confusion_matrix, fit, predict
+from ..tables import format_bytes, text_table
+from ..train import History, confusion_matrix, fit, predict, progress_bar
 
 DEFAULT_TARGETS = ("fc1", "fc2")
 
@@ -76,7 +77,8 @@ def finetune(base: Module, task: FruitTask, r: int | None = 4, alpha: float | No
     if r is not None:
         config = LoraConfig(r=r, lora_alpha=2.0 * r if alpha is None else alpha,
                             target_modules=list(target_modules) if target_modules else None,
-                            use_rslora=use_rslora, variant=variant, dora_exact_grad=dora_exact_grad, seed=seed)
+                            use_rslora=use_rslora, variant=variant, dora_exact_grad=dora_exact_grad,
+                            seed=seed)
         inject_lora(model, config)
         lr = 3e-3 if lr is None else lr
     else:
@@ -89,31 +91,30 @@ def finetune(base: Module, task: FruitTask, r: int | None = 4, alpha: float | No
                val=task.shift_test, seed=seed, callbacks=callbacks, progress=progress)
     seconds = time.perf_counter() - start
     rep, fruit = trainable_report(model), grape_report(model, task.shift_test)
-    tag = ("rs" if use_rslora else "") + variant + ("+" if loraplus_ratio else "")     # e.g. "rslora", "lora+"
+    tag = ("rs" if use_rslora else "") + variant + ("+" if loraplus_ratio else "")   # e.g. "rslora", "lora+"
     label = "full" if r is None else f"r={r}" if tag == "lora" else f"{tag} r={r}"
     return FinetuneResult(label, r, rep.trainable, rep.total, rep.percent,
                           opt.state_bytes(), fruit["accuracy"], fruit["grape_recall"], seconds, hist, model)
 
 
 def rank_sweep(base: Module, task: FruitTask, ranks=(1, 2, 4, 8, 16), include_full: bool = True,
-               **kwargs) -> list:
-    """:func:`finetune` at every rank (and fully, last). Keyword arguments go to finetune."""
-    runs = [finetune(base, task, r=r, **kwargs) for r in ranks]
+               progress: bool = False, **kwargs) -> list:
+    """:func:`finetune` at every rank (and fully, last). Keyword arguments go to finetune.
+
+    ``progress``: a bar over the runs.
+    """
+    settings = [dict(kwargs, r=r) for r in ranks]
     if include_full:
-        runs.append(finetune(base, task, r=None, **{k: v for k, v in kwargs.items() if k != "alpha"}))
-    return runs
+        settings.append({**{k: v for k, v in kwargs.items() if k != "alpha"}, "r": None})
+    return [finetune(base, task, **setting) for setting in progress_bar(settings, progress, "rank sweep")]
 
 
-def format_table(results) -> str:
-    """The demo's table: one row per run."""
-    w = max([len(res.label) for res in results] + [6])
-    head = f"{'run':>{w}} {'trainable':>10} {'% model':>8} {'optim. state':>13} {'grape recall':>13} {'accuracy':>9} {'time':>7}"
-    rows = [head, "-" * len(head)]
-    for res in results:
-        rows.append(f"{res.label:>{w}} {res.trainable:>10,} {res.percent:>7.2f}% {_bytes(res.optimizer_bytes):>13} "
-                    f"{res.grape_recall:>13.1%} {res.accuracy:>9.1%} {res.seconds:>6.2f}s")
-    return "\n".join(rows)
+RESULT_COLUMNS = ("trainable", "% model", "optim. state", "grape recall", "accuracy", "time")
 
 
-def _bytes(n: int) -> str:
-    return f"{n / 1024:.1f} KiB" if n < 1024 ** 2 else f"{n / 1024 ** 2:.2f} MiB"
+def format_table(results, label: str = "run") -> str:
+    """The demo's table: one row per run (``label`` heads the column of run names), with the
+    :data:`RESULT_COLUMNS` of each :class:`FinetuneResult`."""
+    rows = [[res.label, f"{res.trainable:,}", f"{res.percent:.2f}%", format_bytes(res.optimizer_bytes),
+             f"{res.grape_recall:.1%}", f"{res.accuracy:.1%}", f"{res.seconds:.2f}s"] for res in results]
+    return text_table((label,) + RESULT_COLUMNS, rows)

@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import copy
 import math
-import numbers
 import time
 from dataclasses import dataclass, field
 
@@ -50,7 +49,9 @@ from ..models import MLP
 from ..nn import Module
 from ..nn.subspace import RandomSubspace
 from ..optim import Adam
-from ..train import History, evaluate, fit
+from ..tables import text_table
+from ..train import History, evaluate, fit, progress_bar
+from ..validate import int_list, number
 from .finetune import DEFAULT_TARGETS, finetune, pretrain
 
 DIMS = (16, 32, 64, 128, 256, 512)
@@ -78,8 +79,9 @@ class SubspaceResult:
         return self.d / self.D
 
 
-def subspace_finetune(base: Module, task: FruitTask, d: int, said: bool = False, epochs: int = SUBSPACE["epochs"],
-                      lr: float = SUBSPACE["lr"], batch_size: int = SUBSPACE["batch_size"], seed: int = 0,
+def subspace_finetune(base: Module, task: FruitTask, d: int, said: bool = False,
+                      epochs: int = SUBSPACE["epochs"], lr: float = SUBSPACE["lr"],
+                      batch_size: int = SUBSPACE["batch_size"], seed: int = 0,
                       keep_model: bool = True) -> SubspaceResult:
     """Fine-tune a copy of ``base`` on the shifted fruit with only d numbers: θ = θ₀ + P z (+ SAID's scales).
 
@@ -113,8 +115,8 @@ class IntrinsicSweep:
         """(acc − chance) / (full − chance) for one accuracy, or the list over the sweep."""
         scale = self.full_accuracy - self.chance
         if scale <= 0:
-            raise ValueError(f"full fine-tuning ({self.full_accuracy:.3f}) is not above chance ({self.chance:.3f}): "
-                             "nothing to normalise against")
+            raise ValueError(f"full fine-tuning ({self.full_accuracy:.3f}) is not above chance "
+                             f"({self.chance:.3f}): nothing to normalise against")
         if accuracy is None:
             return [(a - self.chance) / scale for a in self.accuracy]
         return (accuracy - self.chance) / scale
@@ -128,32 +130,27 @@ class IntrinsicSweep:
         if d not in self.dims:
             raise ValueError(f"d must be one of the swept dims {self.dims}, got {d!r}")
         acc = self.accuracy[self.dims.index(d)]
-        return {"d": d, "D": self.D, "accuracy": acc, "normalized": self.normalized(acc), "fraction": d / self.D}
-
-
-def _check_dims(dims) -> list:
-    dims = sorted(set(dims)) if isinstance(dims, (list, tuple)) else dims
-    if not isinstance(dims, list) or not dims or any(isinstance(d, bool) or not isinstance(d, numbers.Integral)
-                                                     or d < 1 for d in dims):
-        raise ValueError(f"dims must be a non-empty list or tuple of positive integers, got {dims!r}")
-    return [int(d) for d in dims]
+        return {"d": d, "D": self.D, "accuracy": acc, "normalized": self.normalized(acc),
+                "fraction": d / self.D}
 
 
 def intrinsic_dimension_sweep(base: Module, task: FruitTask, dims=DIMS, said: bool = False, seed: int = 0,
                               full_epochs: int = 30, full_accuracy: float | None = None,
-                              **subspace_kwargs) -> IntrinsicSweep:
+                              progress: bool = False, **subspace_kwargs) -> IntrinsicSweep:
     """:func:`subspace_finetune` at every d of ``dims``, plus full fine-tuning and chance.
 
     ``full_accuracy``: a full fine-tuning accuracy already measured on this base and task (skips
     that run). Other keywords (``epochs``, ``lr``, ``batch_size``) go to :func:`subspace_finetune`.
+    ``progress``: a bar over the dims.
     """
-    dims, start = _check_dims(dims), time.perf_counter()
+    dims, start = sorted(set(int_list(dims, "dims", "intrinsic_dimension_sweep"))), time.perf_counter()
     runs = [subspace_finetune(base, task, d, said=said, seed=seed, keep_model=False, **subspace_kwargs)
-            for d in dims]
+            for d in progress_bar(dims, progress, "intrinsic-dimension sweep")]
     if full_accuracy is None:
         full_accuracy = finetune(base, task, r=None, epochs=full_epochs, seed=seed).accuracy
-    return IntrinsicSweep(dims, [res.accuracy for res in runs], runs[0].D, float(full_accuracy), 1.0 / task.n_classes,
-                          evaluate(base, *task.shift_test)["accuracy"], said, tuple(getattr(base, "hidden", ())),
+    before = evaluate(base, *task.shift_test)["accuracy"]
+    return IntrinsicSweep(dims, [res.accuracy for res in runs], runs[0].D, float(full_accuracy),
+                          1.0 / task.n_classes, before, said, tuple(getattr(base, "hidden", ())),
                           time.perf_counter() - start, runs)
 
 
@@ -166,11 +163,11 @@ def d_int90(sweep: IntrinsicSweep, level: float = LEVEL) -> float | None:
     true value is at most that) and ``None`` when no swept d reaches it (it is above the grid).
     """
     if not isinstance(sweep, IntrinsicSweep):
-        raise TypeError(f"d_int90: sweep must be an IntrinsicSweep (intrinsic_dimension_sweep), got {type(sweep).__name__}")
-    if isinstance(level, bool) or not isinstance(level, numbers.Real) or not 0 < level <= 1:
-        raise ValueError(f"d_int90: level must be a number in (0, 1], got {level!r}")
+        raise TypeError(f"d_int90: sweep must be an IntrinsicSweep (intrinsic_dimension_sweep), "
+                        f"got {type(sweep).__name__}")
+    level = number(level, "level", "d_int90", low=0.0, high=1.0, low_open=True)
     a = sweep.normalized()
-    for i, (d, ai) in enumerate(zip(sweep.dims, a)):
+    for i, (d, ai) in enumerate(zip(sweep.dims, a, strict=True)):
         if ai >= level:
             if i == 0:
                 return float(d)
@@ -202,57 +199,63 @@ class IntrinsicStudy:
 
     def table(self) -> str:
         """One line per sweep: D, before, full, d_int90 and d_int90 / D."""
-        w = max(len(label) for label in self.labels + [self.what])
-        rows = [f"{self.what:>{w}} {'D':>8} {'before':>7} {'full':>6} {'d_int90':>8} {'d_int90/D':>10}"]
-        for label, s in zip(self.labels, self.sweeps):
+        rows = []
+        for label, s in zip(self.labels, self.sweeps, strict=True):
             di = s.d_int90
-            rows.append(f"{label:>{w}} {s.D:>8,} {s.before:>7.1%} {s.full_accuracy:>6.1%} "
-                        + (f"{di:>8.0f} {di / s.D:>10.2%}" if di is not None else f"{'> ' + str(s.dims[-1]):>8} {'':>10}"))
-        return "\n".join(rows)
+            found = [f"{di:.0f}", f"{di / s.D:.2%}"] if di is not None else [f"> {s.dims[-1]}", ""]
+            rows.append([label, f"{s.D:,}", f"{s.before:.1%}", f"{s.full_accuracy:.1%}", *found])
+        return text_table([self.what, "D", "before", "full", "d_int90", "d_int90/D"], rows)
 
 
 def width_study(task: FruitTask, widths=WIDTHS, dims=DIMS, pretrain_epochs: int = 15, seed: int = 0,
-                **sweep_kwargs) -> IntrinsicStudy:
+                progress: bool = False, **sweep_kwargs) -> IntrinsicStudy:
     """Pretrain an MLP of every width on the source fruit, then sweep d on the shifted fruit.
 
     Li et al.'s finding: d_int90 hardly moves while D grows. Keywords go to :func:`intrinsic_dimension_sweep`.
+    ``progress``: a bar over the widths (and the bars of each pretraining and sweep).
     """
     widths = [tuple(w) if isinstance(w, (list, tuple)) else (w,) for w in widths]
     if not widths:
-        raise ValueError("width_study: widths must name at least one hidden-layer width, e.g. ((32, 32), (64, 64))")
-    sweeps = [intrinsic_dimension_sweep(pretrain(task, hidden=w, epochs=pretrain_epochs, seed=seed)[0], task, dims,
-                                        seed=seed, **sweep_kwargs) for w in widths]
+        raise ValueError("width_study: widths must name at least one hidden-layer width, "
+                         "e.g. ((32, 32), (64, 64))")
+    sweeps = []
+    for w in progress_bar(widths, progress, "widths"):
+        base, _ = pretrain(task, hidden=w, epochs=pretrain_epochs, seed=seed, progress=progress)
+        sweeps.append(intrinsic_dimension_sweep(base, task, dims, seed=seed, progress=progress,
+                                                **sweep_kwargs))
     return IntrinsicStudy("width", [str(w) for w in widths], widths, sweeps)
 
 
 def pretraining_study(task: FruitTask, levels=PRETRAIN_LEVELS, hidden=(64, 64), dims=DIMS, seed: int = 0,
-                      **sweep_kwargs) -> IntrinsicStudy:
+                      progress: bool = False, **sweep_kwargs) -> IntrinsicStudy:
     """d_int90 after 0 (random initialisation), a few and many epochs of pretraining on the source fruit.
 
     Each level is normalised by its own full fine-tuning (from that same start). The task is the
     same for every level; from a random init the model knows no fruit at all (a(0) ≈ 0).
+    ``progress``: a bar over the levels (and the bars of each pretraining and sweep).
     """
-    if not levels or any(isinstance(e, bool) or not isinstance(e, numbers.Integral) or e < 0 for e in levels):
-        raise ValueError(f"pretraining_study: levels must be non-negative integers (epochs), got {levels!r}")
+    levels = int_list(levels, "levels (epochs of pretraining)", "pretraining_study", low=0)
     sweeps = []
-    for epochs in levels:
+    for epochs in progress_bar(levels, progress, "pretraining levels"):
         base = (MLP(task.d_in, hidden, task.n_classes, seed=seed) if epochs == 0
-                else pretrain(task, hidden=hidden, epochs=int(epochs), seed=seed)[0])
-        sweeps.append(intrinsic_dimension_sweep(base, task, dims, seed=seed, **sweep_kwargs))
+                else pretrain(task, hidden=hidden, epochs=epochs, seed=seed, progress=progress)[0])
+        sweeps.append(intrinsic_dimension_sweep(base, task, dims, seed=seed, progress=progress,
+                                                **sweep_kwargs))
     labels = ["random init" if e == 0 else f"{e} epoch{'s' if e != 1 else ''}" for e in levels]
-    return IntrinsicStudy("pretraining", labels, list(levels), sweeps)
+    return IntrinsicStudy("pretraining", labels, levels, sweeps)
 
 
-def said_comparison(base: Module, task: FruitTask, dims=DIMS, plain: IntrinsicSweep | None = None, seed: int = 0,
-                    **sweep_kwargs) -> IntrinsicStudy:
+def said_comparison(base: Module, task: FruitTask, dims=DIMS, plain: IntrinsicSweep | None = None,
+                    seed: int = 0, progress: bool = False, **sweep_kwargs) -> IntrinsicStudy:
     """The plain random subspace against SAID (one learned scale per parameter tensor), same dims.
 
     ``plain``: a plain sweep already measured on this base and task (reused, with its full accuracy).
+    ``progress``: the bar of each sweep.
     """
     if plain is None:
-        plain = intrinsic_dimension_sweep(base, task, dims, seed=seed, **sweep_kwargs)
+        plain = intrinsic_dimension_sweep(base, task, dims, seed=seed, progress=progress, **sweep_kwargs)
     said = intrinsic_dimension_sweep(base, task, plain.dims, said=True, seed=seed,
-                                     full_accuracy=plain.full_accuracy, **sweep_kwargs)
+                                     full_accuracy=plain.full_accuracy, progress=progress, **sweep_kwargs)
     return IntrinsicStudy("method", ["random subspace", "SAID"], [False, True], [plain, said])
 
 
@@ -277,14 +280,21 @@ class LoraComparison:
 
 
 def lora_comparison(base: Module, task: FruitTask, sweep: IntrinsicSweep, ranks=(1, 2, 4, 8),
-                    target_modules=DEFAULT_TARGETS, level: float = LEVEL, seed: int = 0, **finetune_kwargs):
-    """:func:`finetune` with LoRA at every rank, normalised like ``sweep``; the smallest rank reaching ``level``."""
+                    target_modules=DEFAULT_TARGETS, level: float = LEVEL, seed: int = 0,
+                    progress: bool = False, **finetune_kwargs):
+    """:func:`finetune` with LoRA at every rank, normalised like ``sweep``; the smallest rank reaching
+    ``level``.
+
+    ``progress``: a bar over the ranks.
+    """
     if not isinstance(sweep, IntrinsicSweep):
         raise TypeError(f"lora_comparison: sweep must be an IntrinsicSweep, got {type(sweep).__name__}")
-    ranks, d90 = _check_dims(ranks), d_int90(sweep, level)          # a clear error for a bad level first
-    runs = [finetune(base, task, r=r, target_modules=target_modules, seed=seed, **finetune_kwargs) for r in ranks]
+    ranks = sorted(set(int_list(ranks, "ranks", "lora_comparison")))
+    d90 = d_int90(sweep, level)                                     # a clear error for a bad level first
+    runs = [finetune(base, task, r=r, target_modules=target_modules, seed=seed, **finetune_kwargs)
+            for r in progress_bar(ranks, progress, "LoRA ranks")]
     normalized = [sweep.normalized(res.accuracy) for res in runs]
     hit = next((i for i, a in enumerate(normalized) if a >= level), None)
-    return LoraComparison(ranks, [res.trainable for res in runs], [res.accuracy for res in runs], normalized, level,
-                          None if hit is None else ranks[hit], None if hit is None else runs[hit].trainable,
-                          d90, tuple(target_modules))
+    return LoraComparison(ranks, [res.trainable for res in runs], [res.accuracy for res in runs], normalized,
+                          level, None if hit is None else ranks[hit],
+                          None if hit is None else runs[hit].trainable, d90, tuple(target_modules))

@@ -20,11 +20,10 @@ and no matrix of rank ≤ r is closer in the Frobenius norm (Eckart–Young–Mi
 """
 from __future__ import annotations
 
-import numbers
-
-import numpy as _host_np   # the example matrix is generated on the host, then moved to the device
+import numpy as _host_np  # the example matrix is generated on the host, then moved to the device
 
 from .. import backend
+from ..validate import integer, number, positive_int
 
 
 def lowrank_param_count(m: int, n: int, r: int) -> int:
@@ -33,10 +32,8 @@ def lowrank_param_count(m: int, n: int, r: int) -> int:
     It is smaller than m·n (the full matrix) exactly when r < m·n / (m + n), the break-even rank
     (:func:`lora_np.nn.break_even_rank`).
     """
-    for arg, v in (("m", m), ("n", n), ("r", r)):
-        if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v <= 0:
-            raise ValueError(f"lowrank_param_count: {arg} must be a positive integer, got {v!r}")
-    return int(r) * (int(m) + int(n))
+    where = "lowrank_param_count"
+    return positive_int(r, "r", where) * (positive_int(m, "m", where) + positive_int(n, "n", where))
 
 
 def _check_matrix(M, where: str):
@@ -44,13 +41,6 @@ def _check_matrix(M, where: str):
         raise TypeError(f"{where}: M must be an array (use lora_np.backend.asarray), got {type(M).__name__}")
     if M.ndim != 2 or 0 in M.shape:
         raise ValueError(f"{where}: M must be a non-empty 2-D matrix (m, n), got shape {tuple(M.shape)}")
-
-
-def _check_rank(r, m: int, n: int, where: str) -> int:
-    if isinstance(r, bool) or not isinstance(r, numbers.Integral) or not 1 <= r <= min(m, n):
-        raise ValueError(f"{where}: r must be an integer with 1 <= r <= min(m, n) = min({m}, {n}) = "
-                         f"{min(m, n)}, got r={r!r}")
-    return int(r)
 
 
 def low_rank_approx(M, r: int):
@@ -62,7 +52,7 @@ def low_rank_approx(M, r: int):
     """
     _check_matrix(M, "low_rank_approx")
     m, n = M.shape
-    r = _check_rank(r, m, n, "low_rank_approx")
+    r = integer(r, "r", f"low_rank_approx (M: {m}×{n}, min(m, n) = {min(m, n)})", low=1, high=min(m, n))
     xp = backend.get_array_module(M)
     U, S, Vt = xp.linalg.svd(M, full_matrices=False)  # (m, k), (k,), (k, n)  with k = min(m, n)
     B = U[:, :r] * S[:r]                              # (m, r)  the columns of U_r scaled by σ₁..σ_r
@@ -102,11 +92,8 @@ def structured_matrix(m: int = 40, n: int = 60, noise: float = 0.05, seed: int =
     (not separable: its singular values decay gradually). The spectrum therefore falls fast, then
     slowly, then hits the floor set by the noise (std ``noise``), which has full rank.
     """
-    for arg, v in (("m", m), ("n", n)):
-        if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v <= 0:
-            raise ValueError(f"structured_matrix: {arg} must be a positive integer, got {v!r}")
-    if not noise >= 0:
-        raise ValueError(f"structured_matrix: noise must be >= 0, got {noise!r}")
+    m, n = positive_int(m, "m", "structured_matrix"), positive_int(n, "n", "structured_matrix")
+    noise = number(noise, "noise", "structured_matrix", low=0)
     y = _host_np.linspace(0.0, 1.0, m)[:, None]                          # (m, 1)  row coordinate
     x = _host_np.linspace(0.0, 1.0, n)[None, :]                          # (1, n)  column coordinate
     smooth = (_host_np.sin(2 * _host_np.pi * x) * _host_np.cos(_host_np.pi * y)            # (m, n)

@@ -14,19 +14,27 @@ notebook ``04_adapters`` shows what they measure.
 """
 from __future__ import annotations
 
-import numbers
 import statistics
 import time
 from dataclasses import dataclass
 
 from .. import backend
 from ..data import FruitTask, sample_fruit
-from ..lora import (LoraConfig, active_adapter, add_weighted_adapter, adapters_disabled, delete_adapter,
-                    list_adapters, set_adapter)
+from ..lora import (
+    LoraConfig,
+    active_adapter,
+    adapters_disabled,
+    add_weighted_adapter,
+    delete_adapter,
+    list_adapters,
+    set_adapter,
+)
 from ..nn import Module, SoftmaxCrossEntropy
 from ..nn.variants import DoRALinear
-from ..train import evaluate
-from .finetune import DEFAULT_TARGETS, FinetuneResult, finetune
+from ..tables import text_table
+from ..train import evaluate, progress_bar
+from ..validate import integer, message, number, positive_int
+from .finetune import DEFAULT_TARGETS, FinetuneResult, finetune, format_table
 
 # --------------------------------------------------------------------------- a second harvest
 
@@ -55,16 +63,15 @@ def make_harvest(name: str, shift_seed: int = 1234, shift_rank: int = 2, n_finet
     of :func:`lora_np.data.make_fruit_task`: the same sample seeds ``10·seed + 3`` and ``+ 4``.
     """
     if not isinstance(name, str) or not name:
-        raise ValueError(f"make_harvest: name must be a non-empty string, got {name!r}")
-    for arg, v in (("shift_seed", shift_seed), ("seed", seed)):
-        if isinstance(v, bool) or not isinstance(v, numbers.Integral):
-            raise ValueError(f"make_harvest: {arg} must be an integer, got {v!r}")
+        raise ValueError(message("name", "a non-empty string", name, "make_harvest"))
+    shift_seed = integer(shift_seed, "shift_seed", "make_harvest")
+    seed = integer(seed, "seed", "make_harvest")
 
     def split(n, s):
         X, y = sample_fruit(n, "shifted", shift_rank, seed=seed * 10 + s, shift_seed=shift_seed)
         return backend.asarray(X, dtype=dtype), backend.asarray(y)
 
-    return Harvest(name, split(n_finetune, 3), split(n_test, 4), int(shift_seed), shift_rank)
+    return Harvest(name, split(n_finetune, 3), split(n_test, 4), shift_seed, shift_rank)
 
 
 def harvest_of(task: FruitTask, name: str = "harvest_a") -> Harvest:
@@ -103,12 +110,8 @@ def accuracy_table(model: Module, adapters, harvests) -> dict:
 def format_accuracy_table(table: dict) -> str:
     """The table of :func:`accuracy_table`, one row per model, one column per harvest."""
     cols = list(next(iter(table.values())))
-    w = max(len(r) for r in table) + 2
-    head = f"{'model':<{w}}" + "".join(f"{c:>14}" for c in cols)
-    lines = [head, "-" * len(head)]
-    for name, accs in table.items():
-        lines.append(f"{name:<{w}}" + "".join(f"{accs[c]:>14.1%}" for c in cols))
-    return "\n".join(lines)
+    rows = [[name] + [f"{accs[c]:.1%}" for c in cols] for name, accs in table.items()]
+    return text_table(["model"] + cols, rows)
 
 
 def blend_adapters(model: Module, adapter_a: str, adapter_b: str, w: float, name: str = "blend",
@@ -117,13 +120,12 @@ def blend_adapters(model: Module, adapter_a: str, adapter_b: str, w: float, name
 
     ``combination="svd"`` cuts the blend to ``rank`` (see :func:`lora_np.lora.add_weighted_adapter`).
     """
-    if isinstance(w, bool) or not isinstance(w, numbers.Real) or not 0.0 <= w <= 1.0:
-        raise ValueError(f"blend_adapters: w must be a number in [0, 1], got {w!r}")
+    w = number(w, "w", "blend_adapters", low=0.0, high=1.0)
     if name in (adapter_a, adapter_b):
         raise ValueError(f"blend_adapters: name={name!r} would replace one of the adapters being blended")
     if name in list_adapters(model):
         delete_adapter(model, name)
-    add_weighted_adapter(model, [adapter_a, adapter_b], [float(w), 1.0 - float(w)], name,
+    add_weighted_adapter(model, [adapter_a, adapter_b], [w, 1.0 - w], name,
                          combination=combination, rank=rank)
     set_adapter(model, name)
 
@@ -145,10 +147,8 @@ def inference_latency(model: Module, x, repeats: int = 500, warmup: int = 20) ->
     finish; that costs the same for every model, so comparisons stay fair. The median ignores
     the occasional slow call (a garbage collection, another process).
     """
-    for arg, v in (("repeats", repeats), ("warmup", warmup)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < (1 if arg == "repeats" else 0):
-            raise ValueError(f"inference_latency: {arg} must be a {'positive' if arg == 'repeats' else 'non-negative'} "
-                             f"integer, got {v!r}")
+    repeats = positive_int(repeats, "repeats", "inference_latency")
+    warmup = integer(warmup, "warmup", "inference_latency", low=0)
     if not backend.is_array(x):
         raise TypeError("inference_latency: x must be an array (use lora_np.backend.asarray)")
     was_training = model.training
@@ -219,26 +219,23 @@ def finetune_variant(base: Module, task: FruitTask, run: VariantRun, target_modu
     return res
 
 
-def compare_variants(base: Module, task: FruitTask, runs=VARIANT_RUNS, **kwargs) -> list:
+def compare_variants(base: Module, task: FruitTask, runs=VARIANT_RUNS, progress: bool = False,
+                     **kwargs) -> list:
     """:func:`finetune_variant` for every run (default: :data:`VARIANT_RUNS`), in order.
 
     Keyword arguments (``epochs``, ``seed``, ``target_modules``, ...) go to every run.
+    ``progress``: a bar over the runs.
     """
     runs = tuple(runs)
     if not runs:
         raise ValueError("compare_variants: runs must name at least one VariantRun")
-    return [finetune_variant(base, task, run, **kwargs) for run in runs]
+    return [finetune_variant(base, task, run, **kwargs) for run in progress_bar(runs, progress, "variants")]
 
 
 def format_variant_table(results) -> str:
-    """One row per run: trainable parameters, their share of the model, accuracy, grape recall, time."""
-    w = max([len(res.label) for res in results] + [7]) + 2
-    head = f"{'variant':<{w}}{'trainable':>10} {'% model':>8} {'accuracy':>9} {'grape recall':>13} {'time':>7}"
-    rows = [head, "-" * len(head)]
-    for res in results:
-        rows.append(f"{res.label:<{w}}{res.trainable:>10,} {res.percent:>7.2f}% {res.accuracy:>9.1%} "
-                    f"{res.grape_recall:>13.1%} {res.seconds:>6.2f}s")
-    return "\n".join(rows)
+    """One row per variant, with the columns of :func:`~lora_np.experiments.finetune.format_table`:
+    trainable parameters, their share of the model, optimizer state, grape recall, accuracy, time."""
+    return format_table(results, label="variant")
 
 
 def _cosine(a, b) -> float:

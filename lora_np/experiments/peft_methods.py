@@ -26,7 +26,6 @@ the forward path more than their arithmetic. ``matmuls`` and ``macs`` count the 
 from __future__ import annotations
 
 import copy
-import numbers
 import statistics
 import time
 from dataclasses import dataclass
@@ -34,14 +33,16 @@ from dataclasses import dataclass
 from ..lora import LoraConfig, inject_lora, lora_layers, merge_and_unload, trainable_report
 from ..models import ViTClassifier
 from ..nn import Linear, Module
-from ..nn.bottleneck import PLACES, BottleneckAdapter, bottleneck_adapters, insert_adapter_layers
 from ..nn.attention import MultiHeadAttention
+from ..nn.bottleneck import PLACES, BottleneckAdapter, bottleneck_adapters, insert_adapter_layers
 from ..nn.lora import LoRALayer
 from ..nn.prefix import PrefixAttention, add_prefix_tuning, prefix_layers
 from ..optim import Adam
-from ..train import History, fit
-from .multi_adapter import inference_latency
+from ..tables import text_table
+from ..train import History, fit, progress_bar
+from ..validate import choice, message, positive_int, positive_number
 from .finetune import grape_report
+from .multi_adapter import inference_latency
 
 METHODS = ("base", "lora", "lora_merged", "adapters", "prefix", "full")
 LABELS = {"base": "base model", "lora": "LoRA (unmerged)", "lora_merged": "LoRA (merged)",
@@ -88,9 +89,11 @@ class PeftRow(PeftCost):
 def _check_base(base) -> None:
     if not isinstance(base, ViTClassifier):
         raise TypeError(f"base must be a ViTClassifier (pretrain_vit), got {type(base).__name__}")
-    added = [n for n, m in base.named_modules() if isinstance(m, (LoRALayer, BottleneckAdapter, PrefixAttention))]
+    peft = (LoRALayer, BottleneckAdapter, PrefixAttention)
+    added = [n for n, m in base.named_modules() if isinstance(m, peft)]
     if added:
-        raise ValueError(f"base must be the plain pretrained model, but it already has PEFT layers at {added[:3]}")
+        raise ValueError(f"base must be the plain pretrained model, but it already has PEFT layers at "
+                         f"{added[:3]}")
 
 
 def make_peft_model(base: ViTClassifier, method: str, size: int = 4, lora_targets=("q", "v"),
@@ -101,15 +104,14 @@ def make_peft_model(base: ViTClassifier, method: str, size: int = 4, lora_target
     length p. "lora_merged" is LoRA merged and unloaded: a plain model again. "full" trains everything,
     "base" nothing.
     """
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    method = choice(method, "method", METHODS, "make_peft_model")
     _check_base(base)
-    if method in ("lora", "lora_merged") and (isinstance(size, bool) or not isinstance(size, numbers.Integral)
-                                              or size <= 0):
-        raise ValueError(f"size (LoRA's rank r) must be a positive integer, got {size!r}")
+    if method in ("lora", "lora_merged"):
+        size = positive_int(size, "size (LoRA's rank r)", "make_peft_model")
     model = copy.deepcopy(base)
     if method in ("lora", "lora_merged"):
-        inject_lora(model, LoraConfig(r=size, lora_alpha=2.0 * size, target_modules=list(lora_targets), seed=seed))
+        config = LoraConfig(r=size, lora_alpha=2.0 * size, target_modules=list(lora_targets), seed=seed)
+        inject_lora(model, config)
         if method == "lora_merged":
             merge_and_unload(model)
     elif method == "adapters":
@@ -184,9 +186,8 @@ def measure_latencies(models: dict, x, repeats: int = 300, rounds: int = 3, warm
     machine hits every model alike. Each round's median comes from :func:`inference_latency`;
     the result is the median over rounds.
     """
-    for arg, v in (("repeats", repeats), ("rounds", rounds)):
-        if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
-            raise ValueError(f"measure_latencies: {arg} must be a positive integer, got {v!r}")
+    repeats = positive_int(repeats, "repeats", "measure_latencies")
+    rounds = positive_int(rounds, "rounds", "measure_latencies")
     if not models:
         raise ValueError("measure_latencies: models is empty")
     per = max(1, repeats // rounds)
@@ -201,9 +202,9 @@ def _cost(method, model, latency, trained_as=None) -> dict:
     """The PeftCost fields of ``model``; its trainable count is that of ``trained_as`` when given
     (a merged LoRA model trains nothing itself: it reports the adapter that was merged into it)."""
     rep = trainable_report(model if trained_as is None else trained_as)
-    return dict(method=method, label=LABELS[method], trainable=rep.trainable, total=rep.total, percent=rep.percent,
-                latency=latency, keys_per_query=keys_per_query(model), matmuls=forward_matmuls(model),
-                macs=forward_macs(model))
+    return dict(method=method, label=LABELS[method], trainable=rep.trainable, total=rep.total,
+                percent=rep.percent, latency=latency, keys_per_query=keys_per_query(model),
+                matmuls=forward_matmuls(model), macs=forward_macs(model))
 
 
 def peft_costs(base: ViTClassifier, size: int, x, lora_targets=("q", "v"), adapter_where=PLACES,
@@ -228,15 +229,16 @@ def _learning_rates(lr) -> dict:
     """None: DEFAULT_LR. A number: that rate for the PEFT methods, a third of it for full fine-tuning
     (as :func:`lora_np.experiments.vit.table5` does). A dict overrides the defaults per method.
     """
+    where = "compare_peft_methods"
     if lr is None:
         return dict(DEFAULT_LR)
-    if isinstance(lr, numbers.Real) and not isinstance(lr, bool) and lr > 0:
-        return {"lora": float(lr), "adapters": float(lr), "prefix": float(lr), "full": float(lr) / 3}
-    if isinstance(lr, dict) and set(lr) <= set(TRAINED) and all(
-            isinstance(v, numbers.Real) and not isinstance(v, bool) and v > 0 for v in lr.values()):
-        return {**DEFAULT_LR, **{k: float(v) for k, v in lr.items()}}
-    raise ValueError(f"lr must be None, a positive number or a dict {{method: positive number}} with methods "
-                     f"from {TRAINED}, got {lr!r}")
+    if isinstance(lr, dict):
+        if not set(lr) <= set(TRAINED):
+            expected = "None, a positive number or a dict {method: positive number}"
+            raise ValueError(message("lr", f"{expected} of methods in {TRAINED}", lr, where))
+        return {**DEFAULT_LR, **{k: positive_number(v, f"lr[{k!r}]", where) for k, v in lr.items()}}
+    lr = positive_number(lr, "lr", where)
+    return {"lora": lr, "adapters": lr, "prefix": lr, "full": lr / 3}
 
 
 def _train(model, task, epochs, lr, batch_size, seed):
@@ -248,7 +250,8 @@ def _train(model, task, epochs, lr, batch_size, seed):
 def compare_peft_methods(base_vit: ViTClassifier, task, lora_r: int = 4, lora_targets=("q", "v"),
                          bottleneck: int = 4, adapter_where=PLACES, n_prefix: int = 8, epochs: int = 10,
                          lr=None, batch_size: int = 32, include_full: bool = True, train_head: bool = False,
-                         latency_repeats: int = 300, latency_batch: int = 1, seed: int = 0) -> list:
+                         latency_repeats: int = 300, latency_batch: int = 1, seed: int = 0,
+                         progress: bool = False) -> list:
     """Train LoRA, adapters and prefix tuning (and full fine-tuning) on the shifted images; measure each.
 
     Every method starts from a copy of ``base_vit`` and trains on ``task.shift_train`` with Adam for
@@ -257,16 +260,17 @@ def compare_peft_methods(base_vit: ViTClassifier, task, lora_r: int = 4, lora_ta
     :class:`PeftRow` per model, in the order base model, LoRA (unmerged), LoRA (merged), adapters,
     prefix, full fine-tuning: accuracy and grape recall on ``task.shift_test``, trainable parameters,
     and the latency of a forward pass on ``latency_batch`` test images (``latency_repeats`` calls in all).
+    ``progress``: a bar over the methods trained.
     """
     _check_base(base_vit)
-    if isinstance(latency_batch, bool) or not isinstance(latency_batch, int) or latency_batch <= 0:
-        raise ValueError(f"latency_batch must be a positive integer, got {latency_batch!r}")
+    latency_batch = positive_int(latency_batch, "latency_batch", "compare_peft_methods")
     lrs = _learning_rates(lr)
     sizes = {"lora": lora_r, "adapters": bottleneck, "prefix": n_prefix, "full": 0}
     kw = dict(lora_targets=lora_targets, adapter_where=adapter_where, train_head=train_head, seed=seed)
     models = {"base": make_peft_model(base_vit, "base")}
     trained = {}
-    for method in ("lora", "adapters", "prefix") + (("full",) if include_full else ()):
+    methods = ("lora", "adapters", "prefix") + (("full",) if include_full else ())
+    for method in progress_bar(methods, progress, "PEFT methods"):
         models[method] = make_peft_model(base_vit, method, sizes[method], **kw)
         trained[method] = _train(models[method], task, epochs, lrs[method], batch_size, seed)
         if method == "lora":                              # the same trained adapter, merged into W0
@@ -286,22 +290,21 @@ def compare_peft_methods(base_vit: ViTClassifier, task, lora_r: int = 4, lora_ta
 
 
 def format_peft_table(rows) -> str:
-    """One row per model: trainable parameters, share of the model, accuracy, grape recall,
-    batch-1 latency (and against the base model's), keys per query, matrix products, multiply-adds.
+    """One row per model: trainable parameters, share of the model, grape recall and accuracy (in the
+    order of :func:`~lora_np.experiments.finetune.format_table`), batch-1 latency (and against the base
+    model's), keys per query, matrix products, multiply-adds.
     """
     rows = list(rows)
     if not rows:
         raise ValueError("format_peft_table: rows is empty")
     ref = next((r.latency for r in rows if r.method == "base"), rows[0].latency)
-    w = max(len(r.label) for r in rows) + 2
-    head = (f"{'method':<{w}}{'trainable':>10} {'% model':>8} {'accuracy':>9} {'grape recall':>13} "
-            f"{'latency':>10} {'vs base':>8} {'keys/query':>11} {'matmuls':>8} {'MACs':>9}")
-    lines = [head, "-" * len(head)]
-    for r in rows:
-        acc = f"{r.accuracy:>9.1%} {r.grape_recall:>13.1%}" if hasattr(r, "accuracy") else f"{'':>9} {'':>13}"
-        lines.append(f"{r.label:<{w}}{r.trainable:>10,} {r.percent:>7.2f}% {acc} {1e3 * r.latency:>7.3f} ms "
-                     f"{r.latency / ref:>7.2f}x {r.keys_per_query:>11} {r.matmuls:>8} {r.macs:>9,}")
-    return "\n".join(lines)
+    header = ("method", "trainable", "% model", "grape recall", "accuracy", "latency", "vs base",
+              "keys/query", "matmuls", "MACs")
+    lines = [[r.label, f"{r.trainable:,}", f"{r.percent:.2f}%",
+              *((f"{r.grape_recall:.1%}", f"{r.accuracy:.1%}") if hasattr(r, "accuracy") else ("", "")),
+              f"{1e3 * r.latency:.3f} ms", f"{r.latency / ref:.2f}x", r.keys_per_query, r.matmuls,
+              f"{r.macs:,}"] for r in rows]
+    return text_table(header, lines)
 
 
 def peft_param_count(d_model: int, n_layers: int, method: str, size: int, n_lora_targets: int = 2,
@@ -312,6 +315,4 @@ def peft_param_count(d_model: int, n_layers: int, method: str, size: int, n_lora
     d, L, k = d_model, n_layers, size
     formulas = {"lora": L * n_lora_targets * 2 * k * d, "lora_merged": L * n_lora_targets * 2 * k * d,
                 "adapters": L * n_adapter_places * (2 * k * d + k + d), "prefix": L * 2 * k * d}
-    if method not in formulas:
-        raise ValueError(f"peft_param_count: method must be one of {tuple(formulas)}, got {method!r}")
-    return formulas[method]
+    return formulas[choice(method, "method", tuple(formulas), "peft_param_count")]

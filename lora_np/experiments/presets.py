@@ -6,16 +6,9 @@ master copies. Every number is an input: the presets are named examples, not a r
 """
 from __future__ import annotations
 
-import math
-import numbers
 from dataclasses import dataclass
 
-
-
-def _pos_int(value, arg: str, where: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
-        raise ValueError(f"{where}: {arg} must be a positive integer, got {value!r}")
-    return int(value)
+from ..validate import message, number, positive_int
 
 
 @dataclass(frozen=True)
@@ -34,14 +27,14 @@ class ModelPreset:
     def __post_init__(self):
         where = f"ModelPreset({self.name!r})"
         for arg in ("n_params", "n_layers", "d_model"):
-            _pos_int(getattr(self, arg), arg, where)
+            positive_int(getattr(self, arg), arg, where)
         if not self.matrices:
             raise ValueError(f"{where}: matrices must name at least one (name, (d_out, d_in)) weight")
         for name, shape in self.matrices:
             if len(shape) != 2:
                 raise ValueError(f"{where}: matrix {name!r} needs a shape (d_out, d_in), got {shape!r}")
             for d in shape:
-                _pos_int(d, f"the shape of {name!r}", where)
+                positive_int(d, f"the shape of {name!r}", where)
         per_layer = sum(d_out * d_in for _, (d_out, d_in) in self.matrices)
         if self.n_layers * per_layer > self.n_params:
             raise ValueError(f"{where}: n_layers × the matrices = {self.n_layers * per_layer:,} parameters, "
@@ -84,9 +77,11 @@ MODEL_PRESETS = {p.name: p for p in (
                 (("fc1", (256, 20)), ("fc2", (256, 256)), ("head", (10, 256))),
                 (("fc1, fc2 (the notebooks)", ("fc1", "fc2")), ("fc1", ("fc1",)),
                  ("fc1, fc2, head", ("fc1", "fc2", "head"))),
-                "our pretrained fruit classifier (lora_np.experiments.pretrain); one 'layer' holding all three"),
+                "our pretrained fruit classifier (lora_np.experiments.pretrain); "
+                "one 'layer' holding all three"),
     _transformer("GPT-2 small (124M)", 124_439_808, 12, 768, 3072,
-                 note="q, k, v are one fused (2304, 768) c_attn in the released weights; counted here as three"),
+                 note="q, k, v are one fused (2304, 768) c_attn in the released weights; "
+                      "counted here as three"),
     _transformer("7B (nominal 7.0e9)", 7_000_000_000, 32, 4096, 11008, gated=True,
                  note="a round 7e9 parameters with LLaMA-7B's shapes, for rules of thumb"),
     _transformer("LLaMA-7B", 6_738_415_616, 32, 4096, 11008, gated=True),
@@ -108,11 +103,10 @@ class PrecisionSpec:
 
     def __post_init__(self):
         for arg in ("weight_bytes", "grad_bytes", "optimizer_bytes", "master_bytes"):
-            v = getattr(self, arg)
-            if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v) or v < 0:
-                raise ValueError(f"PrecisionSpec({self.name!r}): {arg} must be a finite number >= 0, got {v!r}")
+            number(getattr(self, arg), arg, f"PrecisionSpec({self.name!r})", low=0)
         if self.weight_bytes == 0:
-            raise ValueError(f"PrecisionSpec({self.name!r}): weight_bytes must be > 0 (the weights are stored)")
+            raise ValueError(f"PrecisionSpec({self.name!r}): weight_bytes must be > 0 "
+                             "(the weights are stored)")
 
     @property
     def trained_bytes(self) -> float:
@@ -121,7 +115,7 @@ class PrecisionSpec:
 
 
 PRECISION_PRESETS = {p.name: p for p in (
-    PrecisionSpec("fp16 mixed precision + Adam", 2, 2, 8, 4),     # fp16 weights/grads, fp32 moments and master
+    PrecisionSpec("fp16 mixed precision + Adam", 2, 2, 8, 4),     # fp16 weights/grads, fp32 moments, master
     PrecisionSpec("fp32 + Adam", 4, 4, 8, 0),                     # two fp32 moments: 2 × 4 B
     PrecisionSpec("fp16 mixed precision + SGD", 2, 2, 0, 4),      # plain SGD keeps no state
     PrecisionSpec("fp16 inference", 2, 0, 0, 0),
@@ -129,9 +123,10 @@ PRECISION_PRESETS = {p.name: p for p in (
 )}
 
 
-def _lookup(value, presets: dict, kind: type, arg: str, where: str):
+def lookup_preset(value, presets: dict, kind: type, arg: str, where: str):
+    """``value`` itself when it is a ``kind`` (a ModelPreset or a PrecisionSpec), else the preset it names."""
     if isinstance(value, kind):
         return value
     if isinstance(value, str) and value in presets:
         return presets[value]
-    raise ValueError(f"{where}: {arg} must be a {kind.__name__} or one of {tuple(presets)}, got {value!r}")
+    raise ValueError(message(arg, f"a {kind.__name__} or one of {tuple(presets)}", value, where))

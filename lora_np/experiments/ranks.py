@@ -23,9 +23,12 @@ from dataclasses import dataclass, field
 
 from ..data import FruitTask, make_fruit_task
 from ..nn import Module, lora_scaling
+from ..train import progress_bar
+from ..validate import choice, fraction, int_list, integer, message
 from .finetune import FinetuneResult, finetune
 
-KNEE_TASK = {"n_finetune": 3000, "shift_strength": 5.0}   # enough data not to overfit; random directions that matter
+# enough data not to overfit; random directions that matter
+KNEE_TASK = {"n_finetune": 3000, "shift_strength": 5.0}
 SCALING_RULES = {"alpha/r": False, "alpha/sqrt(r)": True}   # rule -> use_rslora
 
 
@@ -36,8 +39,7 @@ def planted_rank_task(k: int = 3, seed: int = 0, **kwargs) -> FruitTask:
     cannot win by overfitting) and ``shift_strength = 5`` (so that every direction a rank-r update
     cannot undo costs accuracy). Other keyword arguments go to :func:`make_fruit_task`.
     """
-    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= 8:
-        raise ValueError(f"k (the planted rank) must be an integer in [1, 8], got {k!r}")
+    k = integer(k, "k (the planted rank)", "planted_rank_task", low=1, high=8)
     return make_fruit_task(shift_rank=k, seed=seed, **{**KNEE_TASK, **kwargs})
 
 
@@ -49,11 +51,11 @@ def find_knee(ranks, losses, tol: float = 0.05) -> int:
     """
     ranks, losses = list(ranks), [float(v) for v in losses]
     if not ranks or len(ranks) != len(losses):
-        raise ValueError(f"ranks and losses must be non-empty and of one length, got {len(ranks)} and {len(losses)}")
-    if not 0 <= tol < 1:
-        raise ValueError(f"tol must be in [0, 1), got {tol!r}")
+        raise ValueError(f"find_knee: ranks and losses must be non-empty and of one length, got {len(ranks)} "
+                         f"and {len(losses)}")
+    tol = fraction(tol, "tol", "find_knee")
     best, worst = min(losses), max(losses)
-    return min(r for r, v in zip(ranks, losses) if v - best <= tol * (worst - best))
+    return min(r for r, v in zip(ranks, losses, strict=True) if v - best <= tol * (worst - best))
 
 
 @dataclass
@@ -73,26 +75,27 @@ class PlantedRankSweep:
     def at(self, r: int) -> dict:
         """The numbers of one rank of the sweep."""
         if r not in self.ranks:
-            raise ValueError(f"r must be one of the swept ranks {self.ranks}, got {r!r}")
+            raise ValueError(message("r", f"one of the swept ranks {self.ranks}", r, "PlantedRankSweep.at"))
         i = self.ranks.index(r)
-        return {"r": r, "accuracy": self.accuracy[i], "val_loss": self.val_loss[i], "trainable": self.trainable[i],
-                "percent": 100.0 * self.trainable[i] / self.total}
+        return {"r": r, "accuracy": self.accuracy[i], "val_loss": self.val_loss[i],
+                "trainable": self.trainable[i], "percent": 100.0 * self.trainable[i] / self.total}
 
 
 def planted_rank_sweep(base: Module, task: FruitTask, ranks=(1, 2, 3, 4, 5, 6, 8), target_modules=("fc1",),
                        epochs: int = 10, include_full: bool = True, tol: float = 0.05, seed: int = 0,
-                       **kwargs) -> PlantedRankSweep:
+                       progress: bool = False, **kwargs) -> PlantedRankSweep:
     """LoRA at every rank on ``target_modules`` (default ``fc1``, where the exact fix lives), then the knee.
 
-    Keyword arguments go to :func:`finetune` (lr, alpha, batch_size, ...).
+    Keyword arguments go to :func:`finetune` (lr, alpha, batch_size, ...). ``progress``: a bar over the runs.
     """
-    ranks = sorted(set(ranks))
-    if not ranks or any(isinstance(r, bool) or not isinstance(r, int) or r < 1 for r in ranks):
-        raise ValueError(f"ranks must be positive integers, got {ranks!r}")
-    runs = [finetune(base, task, r=r, target_modules=target_modules, epochs=epochs, seed=seed, **kwargs)
-            for r in ranks]
-    full = finetune(base, task, r=None, epochs=epochs, seed=seed,
-                    **{k: v for k, v in kwargs.items() if k != "alpha"}) if include_full else None
+    ranks = sorted(set(int_list(ranks, "ranks", "planted_rank_sweep")))
+    tol = fraction(tol, "tol", "planted_rank_sweep")                 # before the training, not after it
+    settings = [dict(kwargs, r=r, target_modules=target_modules) for r in ranks]
+    if include_full:
+        settings.append({**{k: v for k, v in kwargs.items() if k != "alpha"}, "r": None})
+    done = [finetune(base, task, epochs=epochs, seed=seed, **setting)
+            for setting in progress_bar(settings, progress, "planted-rank sweep")]
+    runs, full = done[:len(ranks)], done[-1] if include_full else None
     losses = [res.history.val_loss[-1] for res in runs]
     return PlantedRankSweep(task.shift_rank, ranks, [res.accuracy for res in runs], losses,
                             [res.trainable for res in runs], find_knee(ranks, losses, tol), full,
@@ -114,25 +117,30 @@ class ScalingSweep:
 
     def loss_after(self, epoch: int = 1) -> list:
         """Mean training loss during epoch ``epoch`` (1-based) at each rank: the learning speed."""
-        if not 1 <= epoch <= len(self.epoch_loss[0]):
-            raise ValueError(f"epoch must be in [1, {len(self.epoch_loss[0])}], got {epoch!r}")
+        epoch = integer(epoch, "epoch", "ScalingSweep.loss_after", low=1, high=len(self.epoch_loss[0]))
         return [losses[epoch - 1] for losses in self.epoch_loss]
 
 
 def scaling_sweep(base: Module, task: FruitTask, ranks=(1, 4, 16, 64), alpha: float = 8.0, lr: float = 1e-3,
-                  epochs: int = 4, target_modules=("fc2",), rules=tuple(SCALING_RULES), seed: int = 0) -> dict:
-    """:func:`finetune` at every rank under each scaling rule, alpha and lr fixed. Returns rule -> ScalingSweep.
+                  epochs: int = 4, target_modules=("fc2",), rules=tuple(SCALING_RULES), seed: int = 0,
+                  progress: bool = False) -> dict:
+    """:func:`finetune` at every rank under each scaling rule, alpha and lr fixed.
+    Returns rule -> ScalingSweep.
 
     ``fc2`` (256 × 256) is the default target so that ranks up to 64 and beyond make sense.
+    ``progress``: a bar over the runs (every rank under every rule).
     """
-    unknown = [rule for rule in rules if rule not in SCALING_RULES]
-    if unknown:
-        raise ValueError(f"rules must be among {tuple(SCALING_RULES)}, got {unknown!r}")
+    rules = [choice(rule, "each of rules", tuple(SCALING_RULES), "scaling_sweep") for rule in rules]
+    ranks = int_list(ranks, "ranks", "scaling_sweep")
+    done = {}
+    for rule, r in progress_bar([(rule, r) for rule in rules for r in ranks], progress, "scaling sweep"):
+        done[rule, r] = finetune(base, task, r=r, alpha=alpha, lr=lr, epochs=epochs,
+                                 target_modules=target_modules, use_rslora=SCALING_RULES[rule], seed=seed)
     out = {}
     for rule in rules:
-        runs = [finetune(base, task, r=r, alpha=alpha, lr=lr, epochs=epochs, target_modules=target_modules,
-                         use_rslora=SCALING_RULES[rule], seed=seed) for r in ranks]
+        runs = [done[rule, r] for r in ranks]
         scales = [lora_scaling(r, alpha, SCALING_RULES[rule]) for r in ranks]
-        out[rule] = ScalingSweep(rule, alpha, lr, list(ranks), scales, [res.history.step_loss for res in runs],
+        out[rule] = ScalingSweep(rule, alpha, lr, list(ranks), scales,
+                                 [res.history.step_loss for res in runs],
                                  [res.history.epoch_loss for res in runs], [res.accuracy for res in runs])
     return out

@@ -21,7 +21,8 @@ from ..data.text import CharVocab, make_text_dataset
 from ..lora import LoraConfig, inject_lora, load_lora_state_dict, lora_state_dict, set_adapter_strength
 from ..models import TransformerConfig, TransformerLM, generate
 from ..optim import Adam
-from ..train import fit
+from ..train import fit, progress_bar
+from ..validate import message, positive_int
 
 LM_CONFIG = dict(d_model=64, n_heads=4, n_layers=2, context=32)
 STYLE_TARGETS = ("q", "v", "up", "down")
@@ -36,26 +37,30 @@ def pretrain_lm(vocab: CharVocab, style: str = "plain", n_lines: int = 800, epoc
     """
     if config is None:
         config = TransformerConfig(vocab_size=vocab.size, seed=seed, **LM_CONFIG)
-    X, Y = make_text_dataset(style, n_lines=n_lines, context=config.context, seed=seed, vocab=vocab, stride=stride)
+    X, Y = make_text_dataset(style, n_lines=n_lines, context=config.context, seed=seed, vocab=vocab,
+                             stride=stride)
     model = TransformerLM(config)
-    hist = fit(model, Adam(model, lr=lr), X, Y, epochs=epochs, batch_size=batch_size, seed=seed, progress=progress)
+    hist = fit(model, Adam(model, lr=lr), X, Y, epochs=epochs, batch_size=batch_size, seed=seed,
+               progress=progress)
     return model, hist
 
 
 def lora_model_for(base, r: int = 8, targets=STYLE_TARGETS, seed: int = 0):
     """A copy of ``base`` with (empty) LoRA layers on ``targets``, ready to receive an adapter."""
-    return inject_lora(copy.deepcopy(base), LoraConfig(r=r, lora_alpha=2.0 * r, target_modules=list(targets), seed=seed))
+    config = LoraConfig(r=r, lora_alpha=2.0 * r, target_modules=list(targets), seed=seed)
+    return inject_lora(copy.deepcopy(base), config)
 
 
-def train_style_adapters(base, vocab: CharVocab, styles, r: int = 8, targets=STYLE_TARGETS, n_lines: int = 300,
-                         epochs: int = 3, lr: float = 5e-3, batch_size: int = 64, stride: int = 8,
-                         seed: int = 0) -> dict:
+def train_style_adapters(base, vocab: CharVocab, styles, r: int = 8, targets=STYLE_TARGETS,
+                         n_lines: int = 300, epochs: int = 3, lr: float = 5e-3, batch_size: int = 64,
+                         stride: int = 8, seed: int = 0, progress: bool = False) -> dict:
     """One adapter per style, each trained on its own copy of the frozen base.
 
     Returns ``{style: adapter}`` where an adapter is the dict of LoRA tensors (host arrays).
+    ``progress``: a bar over the styles.
     """
     adapters = {}
-    for i, style in enumerate(styles):
+    for i, style in enumerate(progress_bar(list(styles), progress, "style adapters")):
         model = lora_model_for(base, r, targets, seed)
         X, Y = make_text_dataset(style, n_lines=n_lines, context=base.config.context, seed=seed + 1 + i,
                                  vocab=vocab, stride=stride)
@@ -76,5 +81,8 @@ def use_adapter(model, adapter: dict | None, strength: float = 1.0) -> None:
 def sample(model: TransformerLM, vocab: CharVocab, prompt: str, n_chars: int = 120, temperature: float = 0.8,
            top_k: int | None = 10, seed: int = 0) -> str:
     """Generate ``n_chars`` characters after ``prompt`` and return the whole text."""
+    if not isinstance(prompt, str) or not prompt:
+        raise ValueError(message("prompt", "a non-empty string", prompt, "sample"))
+    n_chars = positive_int(n_chars, "n_chars", "sample")
     ids = backend.asarray(vocab.encode(prompt))
     return vocab.decode(generate(model, ids, n_chars, temperature=temperature, top_k=top_k, seed=seed))

@@ -23,7 +23,7 @@ import statistics
 import time
 from dataclasses import dataclass, field
 
-import numpy as _host_np   # inputs are drawn on the host, then moved to the device
+import numpy as _host_np  # inputs are drawn on the host, then moved to the device
 
 from .. import backend
 from ..lora import inject_lora
@@ -36,7 +36,8 @@ MLP_SIZES = ({"width": 256, "batch": 256}, {"width": 1024, "batch": 1024}, {"wid
 TRANSFORMER_SIZES = ({"d_model": 64, "batch": 32, "tokens": 64}, {"d_model": 256, "batch": 32, "tokens": 128},
                      {"d_model": 512, "batch": 16, "tokens": 256})
 QUICK_MLP_SIZES = ({"width": 32, "batch": 32}, {"width": 64, "batch": 64})
-QUICK_TRANSFORMER_SIZES = ({"d_model": 32, "batch": 2, "tokens": 8}, {"d_model": 48, "batch": 4, "tokens": 16})
+QUICK_TRANSFORMER_SIZES = ({"d_model": 32, "batch": 2, "tokens": 8},
+                           {"d_model": 48, "batch": 4, "tokens": 16})
 LORA_R = 8                      # every size is wide enough for r = 8 (below the break-even rank)
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from ..models import TransformerConfig, ViTClassifier
 from ..optim import Adam
-from ..train import fit
+from ..train import fit, progress_bar
 from .finetune import finetune
 
 VIT_CONFIG = dict(d_model=48, n_heads=4, n_layers=2, patch_size=4, pooling="mean")
@@ -23,7 +23,8 @@ def pretrain_vit(task, config: TransformerConfig | None = None, epochs: int = 8,
                  batch_size: int = 64, seed: int = 0, progress: bool = False):
     """Train a ViT classifier on the source images. Returns ``(model, history)``."""
     if config is None:
-        config = TransformerConfig(n_classes=task.n_classes, image_size=task.image_size, seed=seed, **VIT_CONFIG)
+        config = TransformerConfig(n_classes=task.n_classes, image_size=task.image_size, seed=seed,
+                                   **VIT_CONFIG)
     model = ViTClassifier(config)
     hist = fit(model, Adam(model, lr=lr), *task.source_train, epochs=epochs, batch_size=batch_size,
                val=task.source_test, seed=seed, progress=progress)
@@ -31,16 +32,19 @@ def pretrain_vit(task, config: TransformerConfig | None = None, epochs: int = 8,
 
 
 def table5(base, task, settings=TABLE5, epochs: int = 10, lr: float = 3e-3, include_full: bool = True,
-           seed: int = 0) -> list:
+           seed: int = 0, progress: bool = False) -> list:
     """Fine-tune ``base`` on the shifted images under each (targets, r) of ``settings``.
 
     Returns FinetuneResults labelled like the paper's columns ("Wq,Wv r=4"), then full fine-tuning.
+    ``progress``: a bar over the runs.
     """
+    settings = list(settings) + ([(None, None)] if include_full else [])
     runs = []
-    for targets, r in settings:
+    for targets, r in progress_bar(settings, progress, "Table 5"):
+        if targets is None:                                   # full fine-tuning, at a third of the rate
+            runs.append(finetune(base, task, r=None, epochs=epochs, lr=lr / 3, seed=seed))
+            continue
         res = finetune(base, task, r=r, target_modules=targets, epochs=epochs, lr=lr, seed=seed)
         res.label = ",".join("W" + t for t in targets) + f" r={r}"
         runs.append(res)
-    if include_full:
-        runs.append(finetune(base, task, r=None, epochs=epochs, lr=lr / 3, seed=seed))
     return runs

@@ -4,8 +4,9 @@
 building and merging layers.  ``state_dict``: adapters as dicts of arrays.  ``io``: the native
 adapter files.  ``peft``: PEFT's files.  ``loraplus``: LoRA+ learning rates.  ``report``: counts.
 """
+from .attach import base_model_fingerprint
 from .inject import LoraConfig, build_lora_layers, find_target_layers, lora_layers, merge_lora, unmerge_lora
-from .io import base_model_fingerprint, load_adapter, save_adapter
+from .io import adapter_formats, load_adapter, read_adapter, save_adapter
 from .loraplus import loraplus_param_groups
 from .manager import (
     AdapterState,
@@ -27,8 +28,9 @@ from .manager import (
     set_adapter_strength,
     unload,
 )
-from .peft import export_peft, import_peft, read_safetensors, write_safetensors
+from .peft import export_peft, import_peft
 from .report import TrainableReport, print_trainable_parameters, trainable_report
+from .safetensors import read_safetensors, write_safetensors
 from .state_dict import load_lora_state_dict, lora_state_dict
 
 __all__ = [
@@ -38,6 +40,7 @@ __all__ = [
     "active_adapter", "list_adapters", "adapter_config", "adapter_layers", "delete_adapter",
     "disable_adapters", "enable_adapters", "adapters_disabled", "set_adapter_strength",
     "add_weighted_adapter", "merge_and_unload", "unload", "loraplus_param_groups", "save_adapter",
-    "load_adapter", "base_model_fingerprint", "export_peft", "import_peft", "read_safetensors",
+    "load_adapter", "read_adapter", "adapter_formats", "base_model_fingerprint", "export_peft", "import_peft",
+    "read_safetensors",
     "write_safetensors",
 ]

@@ -17,6 +17,10 @@ from dataclasses import dataclass
 
 from .. import validate
 from ..nn import Embedding, Linear, LoRAEmbedding, LoRALayer, Module, VeRAShared, as_rng, make_lora_layer
+from ..nn.lora import INITS
+from ..nn.variants import VARIANTS
+
+BIASES = ("none", "lora_only")
 
 
 @dataclass
@@ -30,6 +34,10 @@ class LoraConfig:
     variant: plain LoRA or one of its variants — DoRA (a learned magnitude per output row), VeRA
     (frozen shared random A and B, trainable scaling vectors), PiSSA (A and B start at W0's
     principal singular directions). Embeddings are adapted with plain LoRA whatever the variant.
+    bias: PEFT's option. "none" (b0 stays frozen) or "lora_only" (every adapted Linear trains its own
+    copy of b0, saved with the adapter). PEFT's "all" (train every bias of the model in place) is
+    refused: it would change the shared base model, so disabling the adapter would no longer give it.
+    Every field is checked when the config is made.
     """
 
     r: int = 8
@@ -41,6 +49,25 @@ class LoraConfig:
     seed: int = 0
     variant: str = "lora"              # "lora", "dora", "vera" or "pissa" (lora_np.nn.variants)
     dora_exact_grad: bool = True       # DoRA: the exact gradient, or the paper's (norm held constant)
+    bias: str = "none"                 # "none" or "lora_only"
+
+    def __post_init__(self):
+        where = "LoraConfig"
+        self.r = validate.positive_int(self.r, "r", where)
+        self.lora_alpha = validate.positive_number(self.lora_alpha, "lora_alpha", where)
+        self.lora_dropout = validate.fraction(self.lora_dropout, "lora_dropout", where)
+        validate.choice(self.init_lora_weights, "init_lora_weights", INITS, where)
+        validate.boolean(self.use_rslora, "use_rslora", where)
+        self.seed = validate.integer(self.seed, "seed", where, low=0)
+        validate.choice(self.variant, "variant", VARIANTS, where)
+        validate.boolean(self.dora_exact_grad, "dora_exact_grad", where)
+        if self.bias == "all":
+            raise ValueError(f"{where}: bias='all' is not supported: it trains every bias of the model in "
+                             "place, "
+                             "so the shared base model changes and disabling the adapter no longer gives it "
+                             "back; "
+                             "use bias='lora_only' (each adapted layer trains its own copy of b0)")
+        validate.choice(self.bias, "bias", BIASES, where)
 
 
 def _matches(name: str, pattern: str) -> bool:
@@ -96,6 +123,8 @@ def build_lora_layers(model: Module, config: LoraConfig, bases: dict | None = No
                        "exact_grad": config.dora_exact_grad, "vera_shared": shared}
             layers[name] = make_lora_layer(base, config.variant, config.r, config.lora_alpha, name=name,
                                            **options)
+            if config.bias == "lora_only" and base.bias is not None:
+                layers[name].train_own_bias()
     return layers
 
 

@@ -292,13 +292,16 @@ def merge_and_unload(model: Module) -> Module:
     """Merge the active adapter into W0 and put plain layers back: no adapter layers remain.
 
     The returned model (the same object) is an ordinary model whose weights are W0 + ΔW; the
-    adapters and the original W0 are gone. Its parameters keep their trainable flags.
+    adapters and the original W0 are gone. Its parameters keep their trainable flags. An adapter
+    that trained its own bias (``bias="lora_only"``) leaves that bias in the base layer.
     """
     reg = _registry(model)
     if reg.active is not None and not reg.disabled:
-        for layer in reg.adapters[reg.active].values():
+        for path, layer in reg.adapters[reg.active].items():
             if not layer.merged:
                 layer.merge()
             layer._W0 = None                                                        # drop the backup
+            if layer.owns_bias:
+                reg.bases[path].bias.data = layer.bias.data                         # (d_out,)
     _forget(model, reg)                                         # the base layers share the merged weights
     return model

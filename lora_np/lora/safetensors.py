@@ -17,7 +17,8 @@ import struct
 import numpy as _host_np  # files are written and read on the host
 
 from .. import backend
-from .io import atomic_write
+from ..validate import is_int
+from .files import atomic_write
 
 DTYPES = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "I64": "<i8", "I32": "<i4", "I16": "<i2", "I8": "i1",
           "U64": "<u8", "U32": "<u4", "U16": "<u2", "U8": "u1", "BOOL": "?"}
@@ -35,6 +36,11 @@ def _code(a, name):
 
 def write_safetensors(path, tensors: dict, metadata: dict | None = None) -> None:
     """Write ``{name: array}`` (any backend; copied to the host) as a .safetensors file, atomically."""
+    atomic_write(os.fspath(path), safetensors_bytes(tensors, metadata))
+
+
+def safetensors_bytes(tensors: dict, metadata: dict | None = None) -> bytes:
+    """The bytes of a .safetensors file holding ``{name: array}`` and the string ``metadata``."""
     if not isinstance(tensors, dict) or not all(isinstance(k, str) and k for k in tensors):
         raise TypeError("write_safetensors: tensors must be a dict of non-empty str names to arrays")
     if "__metadata__" in tensors:
@@ -56,17 +62,7 @@ def write_safetensors(path, tensors: dict, metadata: dict | None = None) -> None
         offset += len(data)
     head = json.dumps(header, separators=(",", ":")).encode("utf-8")
     head += b" " * (-len(head) % 8)                                          # pad to a multiple of 8
-
-    def write(f):
-        f.write(struct.pack("<Q", len(head)))
-        f.write(head)
-        for c in chunks:
-            f.write(c)
-    atomic_write(os.fspath(path), write)
-
-
-def _is_int(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
+    return b"".join([struct.pack("<Q", len(head)), head, *chunks])
 
 
 def _no_duplicates(pairs):
@@ -87,6 +83,11 @@ def read_safetensors(path, return_metadata: bool = False):
         raise FileNotFoundError(f"safetensors file not found: {path} does not exist")
     with open(path, "rb") as f:
         raw = f.read()
+    return parse_safetensors(raw, path, return_metadata)
+
+
+def parse_safetensors(raw: bytes, path: str = "<bytes>", return_metadata: bool = False):
+    """:func:`read_safetensors` for bytes already read (``path`` names them in errors)."""
     if len(raw) < 8:
         raise ValueError(f"{path} is truncated: {len(raw)} bytes, shorter than the 8-byte header length")
     (n,) = struct.unpack("<Q", raw[:8])
@@ -114,9 +115,9 @@ def read_safetensors(path, return_metadata: bool = False):
         code, shape, offs = spec["dtype"], spec["shape"], spec["data_offsets"]
         if code not in DTYPES and code != "BF16":
             raise ValueError(f"{path}: tensor {name!r} has dtype {code!r}, which this reader does not know")
-        if not isinstance(shape, list) or not all(_is_int(d) and d >= 0 for d in shape):
+        if not isinstance(shape, list) or not all(is_int(d) and d >= 0 for d in shape):
             raise ValueError(f"{path}: bad header: tensor {name!r} has shape {shape!r}")
-        ok = isinstance(offs, list) and len(offs) == 2 and all(map(_is_int, offs))
+        ok = isinstance(offs, list) and len(offs) == 2 and all(map(is_int, offs))
         if not ok or not 0 <= offs[0] <= offs[1]:
             raise ValueError(f"{path}: bad header: tensor {name!r} has data_offsets {offs!r}")
         itemsize = 2 if code == "BF16" else _host_np.dtype(DTYPES[code]).itemsize

@@ -5,8 +5,8 @@ textbook (``fc1.weight``) and match ``torch.nn.Sequential(OrderedDict(...))`` ke
 """
 from __future__ import annotations
 
-from .. import backend
-from ..nn import GELU, Dropout, Linear, ReLU, Sequential, Tanh, as_rng
+from .. import backend, validate
+from ..nn import GELU, Dropout, Linear, ReLU, Sequential, Tanh, as_rng, check_finite
 
 ACTIVATIONS = {"relu": ReLU, "gelu": GELU, "tanh": Tanh}
 
@@ -16,9 +16,14 @@ class MLP(Sequential):
 
     def __init__(self, d_in: int, hidden=(256, 256), n_classes: int = 10, activation: str = "relu",
                  dropout: float = 0.0, seed=0, dtype=None):
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
-        hidden = (hidden,) if isinstance(hidden, int) else tuple(hidden)
+        d_in = validate.positive_int(d_in, "d_in", "MLP")
+        if isinstance(hidden, (list, tuple)):                  # () or []: no hidden layer, a linear model
+            hidden = tuple(validate.int_list(hidden, "hidden", "MLP")) if hidden else ()
+        else:
+            hidden = (validate.positive_int(hidden, "hidden", "MLP"),)
+        n_classes = validate.positive_int(n_classes, "n_classes", "MLP")
+        activation = validate.choice(activation, "activation", tuple(ACTIVATIONS), "MLP")
+        dropout = validate.fraction(dropout, "dropout", "MLP")
         rng, layers, width = as_rng(seed), {}, d_in
         for i, h in enumerate(hidden, start=1):
             layers[f"fc{i}"] = Linear(width, h, rng=rng, dtype=dtype)
@@ -37,7 +42,5 @@ class MLP(Sequential):
                              f"{'shape ' + str(tuple(x.shape)) if backend.is_array(x) else type(x).__name__}")
         if x.shape[0] == 0:
             raise ValueError("MLP: x is an empty batch (0 rows); pass at least one example")
-        xp = backend.get_array_module(x)
-        if x.dtype.kind == "f" and not bool(xp.isfinite(x).all()):
-            raise ValueError("MLP: x contains NaN or inf values; clean or impute the inputs first")
+        check_finite(x, "MLP")
         return super().forward(x)                                         # (N, n_classes)

@@ -12,8 +12,11 @@ from dataclasses import dataclass
 
 from .. import backend
 from .. import functional as F
-from ..nn import Embedding, LayerNorm, Linear, Module, Parameter, as_rng
+from ..nn import Embedding, LayerNorm, Linear, Module, Parameter, as_rng, check_finite
 from ..nn.attention import TransformerBlock
+from ..validate import choice, integer, positive_int, positive_number
+
+SIZES = ("d_model", "n_heads", "n_layers", "mlp_ratio", "context", "image_size", "patch_size", "channels")
 
 
 @dataclass
@@ -34,23 +37,30 @@ class TransformerConfig:
     seed: int = 0
 
     def validate(self) -> None:
-        for name in ("d_model", "n_heads", "n_layers", "mlp_ratio", "context", "image_size", "patch_size", "channels"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
-                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        """Raise a ValueError naming the first field that is not a valid size (``vocab_size`` and
+        ``n_classes`` may be None here; each model checks the one it needs)."""
+        where = "TransformerConfig"
+        for name in SIZES:
+            positive_int(getattr(self, name), name, where)
+        for name in ("vocab_size", "n_classes"):
+            if getattr(self, name) is not None:
+                positive_int(getattr(self, name), name, where)
+        integer(self.seed, "seed", where, low=0)
         if self.d_model % self.n_heads:
-            raise ValueError(f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
+            raise ValueError(f"{where}: d_model ({self.d_model}) must be divisible "
+                             f"by n_heads ({self.n_heads})")
         if self.image_size % self.patch_size:
-            raise ValueError(f"image_size ({self.image_size}) must be divisible by patch_size ({self.patch_size})")
-        if self.pooling not in ("cls", "mean"):
-            raise ValueError(f"pooling must be 'cls' or 'mean', got {self.pooling!r}")
+            raise ValueError(f"{where}: image_size ({self.image_size}) must be divisible "
+                             f"by patch_size ({self.patch_size})")
+        choice(self.pooling, "pooling", ("cls", "mean"), where)
 
 
 class _Trunk(Module):
     """Shared by both models: the blocks and the final LayerNorm."""
 
     def _build_trunk(self, cfg: TransformerConfig, causal: bool, rng, dtype):
-        self.blocks = [TransformerBlock(cfg.d_model, cfg.n_heads, cfg.mlp_ratio * cfg.d_model, causal, rng=rng, dtype=dtype)
+        hidden = cfg.mlp_ratio * cfg.d_model
+        self.blocks = [TransformerBlock(cfg.d_model, cfg.n_heads, hidden, causal, rng=rng, dtype=dtype)
                        for _ in range(cfg.n_layers)]
         self.ln_f = LayerNorm(cfg.d_model, dtype=dtype)
 
@@ -71,8 +81,7 @@ class TransformerLM(_Trunk):
 
     def __init__(self, config: TransformerConfig, dtype=None):
         config.validate()
-        if not config.vocab_size or config.vocab_size <= 0:
-            raise ValueError(f"vocab_size must be a positive integer for a language model, got {config.vocab_size!r}")
+        positive_int(config.vocab_size, "vocab_size", "TransformerLM")   # an LM needs a vocabulary
         self.config, rng = config, as_rng(config.seed)
         self.tok_emb = Embedding(config.vocab_size, config.d_model, rng=rng, dtype=dtype)
         self.pos_emb = Embedding(config.context, config.d_model, rng=rng, dtype=dtype)
@@ -84,6 +93,10 @@ class TransformerLM(_Trunk):
         if not backend.is_array(ids) or ids.ndim != 2 or ids.shape[0] == 0:
             raise ValueError("ids must be a non-empty (B, T) integer array")
         T = ids.shape[1]
+        if T == 0:
+            raise ValueError(f"TransformerLM: ids has shape {tuple(ids.shape)}: every sequence needs at "
+                             "least "
+                             "one token (an empty sequence has nothing to predict from)")
         if T > self.config.context:
             raise ValueError(f"sequence length {T} is longer than the context ({self.config.context}); "
                              "crop it to the last context tokens")
@@ -103,8 +116,7 @@ class ViTClassifier(_Trunk):
 
     def __init__(self, config: TransformerConfig, dtype=None):
         config.validate()
-        if not config.n_classes or config.n_classes <= 0:
-            raise ValueError(f"n_classes must be a positive integer for a classifier, got {config.n_classes!r}")
+        positive_int(config.n_classes, "n_classes", "ViTClassifier")   # a classifier needs classes
         self.config, rng, d = config, as_rng(config.seed), config.d_model
         self.n_patches = (config.image_size // config.patch_size) ** 2
         self.patch_emb = Linear(config.patch_size ** 2 * config.channels, d, rng=rng, dtype=dtype)
@@ -125,6 +137,7 @@ class ViTClassifier(_Trunk):
                              f"{tuple(images.shape) if backend.is_array(images) else type(images).__name__}")
         if images.shape[0] == 0:
             raise ValueError("images is an empty batch (0 images)")
+        check_finite(images, "ViTClassifier", "images")
         patches, shape = F.patchify_forward(images, c.patch_size)         # (B, N, p·p·C)
         x = self.patch_emb(patches)                                       # (B, N, d)
         if c.pooling == "cls":
@@ -164,14 +177,14 @@ def generate(model: TransformerLM, prompt_ids, n_new: int, temperature: float = 
     and draw by inverting the cumulative distribution with a seeded uniform number — the same
     seed gives the same text on every backend. temperature → 0 approaches greedy decoding.
     """
-    if temperature <= 0:
-        raise ValueError(f"temperature must be positive, got {temperature!r}")
+    n_new = integer(n_new, "n_new", "generate", low=0)
+    temperature = positive_number(temperature, "temperature", "generate")
     V = model.config.vocab_size
-    if top_k is not None and not (isinstance(top_k, int) and 1 <= top_k <= V):
-        raise ValueError(f"top_k must be an integer in [1, {V}] or None, got {top_k!r}")
+    if top_k is not None:
+        top_k = integer(top_k, "top_k", "generate", low=1, high=V)
     if not backend.is_array(prompt_ids) or prompt_ids.ndim != 1 or prompt_ids.shape[0] == 0:
-        raise ValueError("prompt_ids must be a non-empty 1-D integer array")
-    xp, rng, was_training = backend.get_array_module(prompt_ids), backend.Rng(seed), model.training
+        raise ValueError("generate: prompt_ids must be a non-empty 1-D integer array")
+    xp, rng, was_training = backend.get_array_module(prompt_ids), as_rng(seed), model.training
     model.eval()
     ids = prompt_ids
     for _ in range(n_new):

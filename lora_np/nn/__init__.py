@@ -18,6 +18,7 @@ from .layers import (
     Tanh,
     as_rng,
     check_features,
+    check_finite,
     check_ids,
 )
 from .lora import (
@@ -45,7 +46,7 @@ from .variants import (
 
 __all__ = [
     "Module", "Parameter", "Linear", "ReLU", "GELU", "Tanh", "Dropout", "Sequential", "SoftmaxCrossEntropy",
-    "Embedding", "LayerNorm", "as_rng", "check_features", "check_ids",
+    "Embedding", "LayerNorm", "as_rng", "check_features", "check_finite", "check_ids",
     "LoRALayer", "LoRALinear", "LoRAEmbedding", "LoRARankWarning", "break_even_rank", "lora_scaling",
     "make_lora_layer", "VARIANT_CLASSES",
     "DoRALinear", "VeRALinear", "VeRAShared", "PiSSALinear", "pissa_decompose", "pissa_to_lora",

@@ -6,6 +6,7 @@ Every projection (``q``, ``k``, ``v``, ``o``, ``mlp.up``, ``mlp.down``) is an or
 from __future__ import annotations
 
 from .. import functional as F
+from .. import validate
 from .layers import GELU, LayerNorm, Linear, as_rng, check_features
 from .module import Module
 
@@ -17,8 +18,12 @@ class MultiHeadAttention(Module):
     """
 
     def __init__(self, d_model: int, n_heads: int, causal: bool = False, rng=None, dtype=None):
-        if not isinstance(n_heads, int) or n_heads <= 0 or d_model % n_heads:
-            raise ValueError(f"d_model ({d_model}) must be divisible by n_heads ({n_heads})")
+        d_model = validate.positive_int(d_model, "d_model", "MultiHeadAttention")
+        n_heads = validate.positive_int(n_heads, "n_heads", "MultiHeadAttention")
+        causal = validate.boolean(causal, "causal", "MultiHeadAttention")
+        if d_model % n_heads:
+            raise ValueError(f"MultiHeadAttention: d_model ({d_model}) must be divisible "
+                             f"by n_heads ({n_heads})")
         rng = as_rng(rng)
         self.d_model, self.n_heads, self.causal = d_model, n_heads, causal
         self.q = Linear(d_model, d_model, rng=rng, dtype=dtype)
@@ -30,7 +35,8 @@ class MultiHeadAttention(Module):
     def forward(self, x):
         if x.ndim != 3:
             raise ValueError(f"attention input must be (B, T, d_model), got shape {tuple(x.shape)}")
-        heads, self._cache = F.attention_forward(self.q(x), self.k(x), self.v(x), self.n_heads, self.causal)
+        q, k, v = self.q(x), self.k(x), self.v(x)                       # (B, T, d) each
+        heads, self._cache = F.attention_forward(q, k, v, self.n_heads, self.causal)
         return self.o(heads)                                             # (B, T, d)
 
     def backward(self, dy):
@@ -46,6 +52,8 @@ class FeedForward(Module):
     """y = down(GELU(up(x))),  up: d -> hidden (4d by default), down: hidden -> d."""
 
     def __init__(self, d_model: int, hidden: int, rng=None, dtype=None):
+        d_model = validate.positive_int(d_model, "d_model", "FeedForward")
+        hidden = validate.positive_int(hidden, "hidden", "FeedForward")
         rng = as_rng(rng)
         self.up = Linear(d_model, hidden, rng=rng, dtype=dtype)
         self.act = GELU()
@@ -65,7 +73,10 @@ class TransformerBlock(Module):
     dx = dh + ln1ᵀ(attnᵀ(dh)) — each branch adds its contribution to the identity path.
     """
 
-    def __init__(self, d_model: int, n_heads: int, mlp_hidden: int, causal: bool = False, rng=None, dtype=None):
+    def __init__(self, d_model: int, n_heads: int, mlp_hidden: int, causal: bool = False, rng=None,
+                 dtype=None):
+        d_model = validate.positive_int(d_model, "d_model", "TransformerBlock")
+        mlp_hidden = validate.positive_int(mlp_hidden, "mlp_hidden", "TransformerBlock")
         rng = as_rng(rng)
         self.ln1 = LayerNorm(d_model, dtype=dtype)
         self.attn = MultiHeadAttention(d_model, n_heads, causal, rng=rng, dtype=dtype)

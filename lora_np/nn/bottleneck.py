@@ -20,9 +20,7 @@ Houlsby et al. also train the LayerNorms; here only the adapters are trained.
 """
 from __future__ import annotations
 
-import numbers
-
-from .. import backend
+from .. import backend, validate
 from .attention import TransformerBlock
 from .layers import GELU, Linear, ReLU, as_rng
 from .module import Module
@@ -33,18 +31,16 @@ PLACES = ("attn", "mlp")
 
 def check_bottleneck(bottleneck, where: str = "adapter") -> int:
     """The bottleneck width m must be a positive integer."""
-    if isinstance(bottleneck, bool) or not isinstance(bottleneck, numbers.Integral) or bottleneck <= 0:
-        raise ValueError(f"{where}: bottleneck must be a positive integer, got {bottleneck!r}")
-    return int(bottleneck)
+    return validate.positive_int(bottleneck, "bottleneck", where)
 
 
 class BottleneckAdapter(Module):
     """y = h + up(act(down(h))): (…, d) -> (…, d), the identity at initialisation (up = 0)."""
 
     def __init__(self, d_model: int, bottleneck: int, activation: str = "gelu", rng=None, dtype=None):
+        d_model = validate.positive_int(d_model, "d_model", "BottleneckAdapter")
         m = check_bottleneck(bottleneck, "BottleneckAdapter")
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"BottleneckAdapter: activation must be one of {tuple(ACTIVATIONS)}, got {activation!r}")
+        activation = validate.choice(activation, "activation", tuple(ACTIVATIONS), "BottleneckAdapter")
         rng = as_rng(rng)
         self.d_model, self.bottleneck, self.activation = d_model, m, activation
         self.down = Linear(d_model, m, rng=rng, dtype=dtype)                 # W_down: (m, d), random
@@ -86,7 +82,10 @@ def bottleneck_adapters(model: Module) -> list[tuple[str, BottleneckAdapter]]:
 
 
 def _check_where(where) -> tuple:
-    places = (where,) if isinstance(where, str) else tuple(where) if isinstance(where, (list, tuple)) else None
+    if isinstance(where, str):
+        places = (where,)
+    else:
+        places = tuple(where) if isinstance(where, (list, tuple)) else None
     if not places or len(set(places)) != len(places) or not set(places) <= set(PLACES):
         raise ValueError(f"insert_adapter_layers: where must name one or both of {PLACES} (no repeats), "
                          f"got {where!r}")
@@ -107,8 +106,8 @@ def insert_adapter_layers(model: Module, bottleneck: int = 8, where=PLACES, acti
     places = _check_where(where)
     blocks = [b for _, b in model.named_modules() if isinstance(b, TransformerBlock)]
     if not blocks:
-        raise ValueError(f"insert_adapter_layers: the model ({type(model).__name__}) has no TransformerBlock "
-                         "to insert adapters into")
+        raise ValueError(f"insert_adapter_layers: the model ({type(model).__name__}) has no "
+                         "TransformerBlock to insert adapters into")
     if bottleneck_adapters(model):
         raise ValueError("insert_adapter_layers: this model already has adapters; "
                          "start again from a fresh copy of the base model")

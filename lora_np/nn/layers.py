@@ -7,29 +7,48 @@ from __future__ import annotations
 
 import math
 
-from .. import backend
+from .. import backend, validate
 from .. import functional as F
 from .module import Module, Parameter
 
 
 def as_rng(rng) -> backend.Rng:
-    """An ``Rng`` from an ``Rng``, an integer seed or ``None`` (seed 0)."""
+    """An ``Rng`` from an ``Rng``, an integer seed >= 0 or ``None`` (seed 0).
+
+    Anything else is a ``TypeError`` (a seed is not a number to compute with).
+    """
     if isinstance(rng, backend.Rng):
         return rng
-    if rng is None or (isinstance(rng, int) and not isinstance(rng, bool)):
-        return backend.Rng(0 if rng is None else rng)
-    raise TypeError(f"rng must be a lora_np.backend.Rng, an int seed or None, got {type(rng).__name__}")
+    if rng is None:
+        return backend.Rng(0)
+    try:
+        seed = validate.integer(rng, "rng", low=0)
+    except ValueError:
+        raise TypeError(validate.message("rng", "a lora_np.backend.Rng, an integer seed >= 0 or None",
+                                         rng)) from None
+    return backend.Rng(seed)
 
 
 def check_features(x, d_in: int, dtype, where: str) -> None:
     """Raise a clear error if ``x`` is not an array of the model's backend, width and dtype."""
     if not backend.is_array(x):
-        raise TypeError(f"{where}: x must be an array (use lora_np.backend.asarray), got {type(x).__name__}")
+        raise TypeError(f"{where}: x must be an array (use lora_np.backend.asarray), "
+                        f"got {type(x).__name__}")
     if x.ndim < 1 or x.shape[-1] != d_in:
-        raise ValueError(f"{where}: x must have {d_in} features in its last axis, got shape {tuple(x.shape)}")
+        raise ValueError(f"{where}: x must have {d_in} features in its last axis, "
+                         f"got shape {tuple(x.shape)}")
     if x.dtype != dtype:
         raise TypeError(f"{where}: x has dtype {x.dtype} but the weights are {dtype}; "
                         f"convert it with x.astype({dtype.name!r})")
+
+
+def check_finite(x, where: str, name: str = "x") -> None:
+    """Raise a clear error if a floating array holds NaN or ±inf (one device synchronisation)."""
+    xp = backend.get_array_module(x)
+    if x.dtype.kind == "f" and not bool(xp.isfinite(x).all()):
+        bad = int((~xp.isfinite(x)).sum())
+        raise ValueError(f"{where}: {name} contains {bad} NaN or inf value(s); clean or impute the inputs "
+                         "first")
 
 
 def check_ids(ids, V: int, where: str) -> None:
@@ -48,9 +67,9 @@ class Linear(Module):
     """
 
     def __init__(self, d_in: int, d_out: int, bias: bool = True, rng=None, dtype=None):
-        for arg, v in (("d_in", d_in), ("d_out", d_out)):
-            if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
-                raise ValueError(f"{arg} must be a positive integer, got {v!r}")
+        d_in = validate.positive_int(d_in, "d_in", "Linear")
+        d_out = validate.positive_int(d_out, "d_out", "Linear")
+        bias = validate.boolean(bias, "bias", "Linear")
         rng, bound = as_rng(rng), 1.0 / math.sqrt(d_in)
         self.d_in, self.d_out = d_in, d_out
         self.weight = Parameter(rng.uniform(-bound, bound, (d_out, d_in), dtype=dtype))   # (d_out, d_in)
@@ -81,11 +100,12 @@ class Embedding(Module):
     """y = W[ids]: a learned vector per token (or per position).  W: (V, d), normal with std 0.02."""
 
     def __init__(self, num_embeddings: int, dim: int, rng=None, dtype=None, std: float = 0.02):
-        for arg, v in (("num_embeddings", num_embeddings), ("dim", dim)):
-            if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
-                raise ValueError(f"{arg} must be a positive integer, got {v!r}")
+        num_embeddings = validate.positive_int(num_embeddings, "num_embeddings", "Embedding")
+        dim = validate.positive_int(dim, "dim", "Embedding")
+        std = validate.number(std, "std", "Embedding", low=0.0)
         self.num_embeddings, self.dim = num_embeddings, dim
-        self.weight = Parameter(as_rng(rng).standard_normal((num_embeddings, dim), dtype=dtype) * std)  # (V, d)
+        W = as_rng(rng).standard_normal((num_embeddings, dim), dtype=dtype) * std   # (V, d)
+        self.weight = Parameter(W)                                                    # (V, d)
         self._cache = None
 
     def forward(self, ids):
@@ -107,6 +127,8 @@ class LayerNorm(Module):
     """y = γ ⊙ (x − μ)/√(σ² + ε) + β over the last axis. γ (``weight``) ones, β (``bias``) zeros."""
 
     def __init__(self, dim: int, eps: float = 1e-5, dtype=None):
+        dim = validate.positive_int(dim, "dim", "LayerNorm")
+        eps = validate.positive_number(eps, "eps", "LayerNorm")
         xp, dtype = backend.get_xp(), backend.default_dtype() if dtype is None else dtype
         self.dim, self.eps = dim, eps
         self.weight = Parameter(xp.ones((dim,), dtype=dtype))           # γ: (d,)
@@ -167,8 +189,7 @@ class Dropout(Module):
     """Inverted dropout: zero each entry with probability p while training; identity in eval."""
 
     def __init__(self, p: float = 0.5, rng=None):
-        if not 0.0 <= p < 1.0:
-            raise ValueError(f"p must be in [0, 1), got {p!r}")
+        p = validate.fraction(p, "p", "Dropout")
         self.p, self.rng, self._cache = p, as_rng(rng), None
 
     def forward(self, x):
@@ -238,7 +259,8 @@ class SoftmaxCrossEntropy(Module):
                                 if backend.is_array(labels) else type(labels).__name__))
         lo, hi, C = int(labels.min()), int(labels.max()), logits.shape[-1]
         if lo < 0 or hi >= C:
-            raise ValueError(f"labels must lie in [0, {C - 1}] for {C} classes, found values in [{lo}, {hi}]")
+            raise ValueError(f"labels must lie in [0, {C - 1}] for {C} classes, "
+                             f"found values in [{lo}, {hi}]")
         loss, cache = F.softmax_cross_entropy_forward(logits.reshape(-1, C), labels.reshape(-1))
         self._cache = (cache, logits.shape)
         return loss

@@ -60,13 +60,16 @@ def lora_scaling(r: int, alpha: float, use_rslora: bool = False) -> float:
 
 
 def check_lora_args(r, alpha, d_in: int, d_out: int, where: str = "LoRA") -> int:
-    """Validate r and alpha for a (d_out, d_in) weight: errors for bad values, a warning at break-even."""
+    """Validate r and alpha for a (d_out, d_in) weight: errors for bad values; a warning when r is at
+    or above the break-even rank, or above min(d_in, d_out) (allowed, as PEFT allows it, but wasted)."""
     r = validate.positive_int(r, "r", where)
-    if r > min(d_in, d_out):
-        raise ValueError(f"{where}: r={r} is above min(d_in, d_out) = min({d_in}, {d_out}) = "
-                         f"{min(d_in, d_out)}; "
-                         "B @ A cannot have a rank above that, so the extra rank would be wasted")
     validate.positive_number(alpha, "alpha", where)
+    if r > min(d_in, d_out):
+        warnings.warn(f"{where}: r={r} is above min(d_in, d_out) = min({d_in}, {d_out}) = "
+                      f"{min(d_in, d_out)}; "
+                      "B @ A cannot have a rank above that, so the extra rank only adds parameters",
+                      LoRARankWarning, stacklevel=5)
+        return r
     be = break_even_rank(d_in, d_out)
     if r >= be:
         warnings.warn(f"{where}: r={r} is at or above the break-even rank {be:.1f} for a {d_out}x{d_in} "
@@ -118,6 +121,17 @@ class LoRALayer(Module):
         self.weight.trainable = False
         if self.bias is not None:
             self.bias.trainable = False
+        self.owns_bias = False
+
+    def train_own_bias(self) -> None:
+        """PEFT's ``bias="lora_only"``: this adapter trains its OWN copy of b0 (the base's b0 stays as
+        it is, so the base model and the other adapters are unchanged). The copy is saved with the
+        adapter; db0 = Σ_rows G is formed only for it."""
+        if self.bias is None:
+            raise ValueError(f"{self.name}: the base layer has no bias to train")
+        if not self.owns_bias:
+            self.bias = Parameter(self.bias.data.copy())                         # (d_out,) trainable
+            self.owns_bias = True
 
     def _check_rank(self, r, alpha, base) -> int:
         """LoRA's rules: 1 ≤ r ≤ min(d_in, d_out), alpha > 0, a warning at the break-even rank."""
@@ -127,8 +141,10 @@ class LoRALayer(Module):
         return lora_scaling(self.r, self.alpha, self.use_rslora)
 
     def adapter_parameters(self) -> dict:
-        """``{name: Parameter}`` of the adapter's own tensors (not W0, not shared frozen ones)."""
-        return {n: getattr(self, n) for n in self.adapter_tensors}
+        """``{name: Parameter}`` of the adapter's own tensors (not W0, not shared frozen ones), with its
+        own bias when it trains one."""
+        names = self.adapter_tensors + (("bias",) if self.owns_bias else ())
+        return {n: getattr(self, n) for n in names}
 
     @property
     def b0(self):
@@ -177,6 +193,8 @@ class LoRALayer(Module):
             param = getattr(self, name)
             if param.trainable:
                 param.accumulate(g)
+        if self.bias is not None and self.bias.trainable:                 # an unfrozen b0: db0 = Σ_rows G
+            self.bias.accumulate(dy.reshape(-1, dy.shape[-1]).sum(axis=0))   # (d_out,)
         return dx
 
     # ---- merging

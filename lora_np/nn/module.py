@@ -7,7 +7,7 @@ stays ``None`` and the backward pass skips the matmul that would have produced i
 """
 from __future__ import annotations
 
-from .. import backend
+from .. import backend, validate
 
 
 class Parameter:
@@ -22,7 +22,7 @@ class Parameter:
     def __init__(self, data, trainable: bool = True):
         self.data = data
         self.grad = None
-        self.trainable = trainable
+        self.trainable = validate.boolean(trainable, "trainable", "Parameter")
 
     shape = property(lambda self: self.data.shape)
     dtype = property(lambda self: self.data.dtype)
@@ -89,14 +89,14 @@ class Module:
     def trainable_parameters(self):
         return [p for p in self.parameters() if p.trainable]
 
-    def get_submodule(self, name: str) -> "Module":
+    def get_submodule(self, name: str) -> Module:
         """The module at a dotted path (``"fc1"``, ``"blocks.0.attn"``)."""
         modules = dict(self.named_modules())
         if name not in modules:
             raise KeyError(f"no submodule named {name!r}; modules are {sorted(k for k in modules if k)}")
         return modules[name]
 
-    def set_submodule(self, name: str, module: "Module") -> None:
+    def set_submodule(self, name: str, module: Module) -> None:
         """Replace the module at a dotted path (used to swap a Linear for a LoRALinear)."""
         head, _, last = name.rpartition(".")
         if head and last.isdigit():                            # "blocks.0": an element of a list of modules
@@ -111,12 +111,13 @@ class Module:
         setattr(parent, last, module)
 
     # ---- modes and gradients
-    def train(self, mode: bool = True) -> "Module":
+    def train(self, mode: bool = True) -> Module:
+        mode = validate.boolean(mode, "mode", f"{type(self).__name__}.train")
         for _, m in self.named_modules():
             m.training = mode
         return self
 
-    def eval(self) -> "Module":
+    def eval(self) -> Module:
         return self.train(False)
 
     def clear_caches(self) -> None:
@@ -129,12 +130,12 @@ class Module:
         for p in self.parameters():
             p.grad = None
 
-    def freeze(self) -> "Module":
+    def freeze(self) -> Module:
         for p in self.parameters():
             p.trainable = False
         return self
 
-    def unfreeze(self) -> "Module":
+    def unfreeze(self) -> Module:
         for p in self.parameters():
             p.trainable = True
         return self
@@ -148,14 +149,15 @@ class Module:
         params = dict(self.named_parameters())
         missing, extra = set(params) - set(state), set(state) - set(params)
         if missing or extra:
-            raise KeyError(f"state dict does not match the model: missing {sorted(missing)}, unexpected {sorted(extra)}")
+            raise KeyError(f"state dict does not match the model: missing {sorted(missing)}, "
+                           f"unexpected {sorted(extra)}")
         for name, p in params.items():
             value = state[name]
             if tuple(value.shape) != tuple(p.shape):
                 raise ValueError(f"{name}: expected shape {tuple(p.shape)}, got {tuple(value.shape)}")
             p.data = backend.asarray(value, dtype=p.dtype)
 
-    def to(self, backend_name: str | None = None) -> "Module":
+    def to(self, backend_name: str | None = None) -> Module:
         """Move this module to ``backend_name`` ("numpy", "emulated", "cupy"; default: the current
         backend) in place and return it: every Parameter and gradient, and every array the module
         keeps aside (a LoRA model's inactive adapters and base layers, merge backups, VeRA's shared

@@ -20,8 +20,7 @@ update but extra sequence length).
 """
 from __future__ import annotations
 
-import numbers
-
+from .. import validate
 from ..functional.prefix import prefix_attention_backward, prefix_attention_forward
 from .attention import MultiHeadAttention
 from .layers import as_rng
@@ -32,9 +31,7 @@ PREFIX_STD = 0.02
 
 def check_n_prefix(n_prefix, where: str = "prefix tuning") -> int:
     """n_prefix must be an integer ≥ 0 (0: no prefix, the layer is the base attention)."""
-    if isinstance(n_prefix, bool) or not isinstance(n_prefix, numbers.Integral) or n_prefix < 0:
-        raise ValueError(f"{where}: n_prefix must be a non-negative integer, got {n_prefix!r}")
-    return int(n_prefix)
+    return validate.integer(n_prefix, "n_prefix", where, low=0)
 
 
 class PrefixAttention(Module):
@@ -47,8 +44,11 @@ class PrefixAttention(Module):
     def __init__(self, base: MultiHeadAttention, n_prefix: int = 8, std: float = PREFIX_STD, rng=None):
         if not isinstance(base, MultiHeadAttention):
             raise TypeError(f"PrefixAttention: base must be a MultiHeadAttention, got {type(base).__name__}")
-        if isinstance(std, bool) or not isinstance(std, numbers.Real) or std < 0:
-            raise ValueError(f"PrefixAttention: std must be a non-negative number, got {std!r}")
+        try:
+            std = validate.number(std, "std", "PrefixAttention", low=0.0)
+        except ValueError:                              # the wording callers already match
+            raise ValueError(validate.message("std", "a non-negative number", std,
+                                              "PrefixAttention")) from None
         self.n_prefix = check_n_prefix(n_prefix, "PrefixAttention")
         self.base_layer = base.freeze()
         d, dtype = base.d_model, base.q.weight.dtype
@@ -86,7 +86,8 @@ class PrefixAttention(Module):
         return b.q.backward(dq) + b.k.backward(dk) + b.v.backward(dv)         # (B, T, d)
 
     def extra_repr(self):
-        return f"n_prefix={self.n_prefix}, d_model={self.d_model}, causal={self.causal}, enabled={self.enabled}"
+        return (f"n_prefix={self.n_prefix}, d_model={self.d_model}, causal={self.causal}, "
+                f"enabled={self.enabled}")
 
 
 def prefix_layers(model: Module) -> list[tuple[str, PrefixAttention]]:
@@ -116,17 +117,20 @@ def add_prefix_tuning(model: Module, n_prefix: int = 8, std: float = PREFIX_STD,
     rng = as_rng(seed)
     model.freeze()
     for name in names:                                  # e.g. "blocks.0.attn"
-        model.set_submodule(name, PrefixAttention(model.get_submodule(name), n_prefix, std=std, rng=rng.spawn()))
+        layer = PrefixAttention(model.get_submodule(name), n_prefix, std=std, rng=rng.spawn())
+        model.set_submodule(name, layer)
     return model
 
 
 def set_prefix_enabled(model: Module, enabled: bool = True) -> Module:
     """Switch every prefix on or off (off: the base model's attention, exactly)."""
+    enabled = validate.boolean(enabled, "enabled", "set_prefix_enabled")
     layers = prefix_layers(model)
     if not layers:
-        raise ValueError("set_prefix_enabled: the model has no prefix attention layers (add_prefix_tuning first)")
+        raise ValueError("set_prefix_enabled: the model has no prefix attention layers "
+                         "(add_prefix_tuning first)")
     for _, layer in layers:
-        layer.enabled = bool(enabled)
+        layer.enabled = enabled
     return model
 
 

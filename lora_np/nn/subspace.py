@@ -38,20 +38,12 @@ transform to avoid this for large D; a dense P is refused above ``max_entries`` 
 """
 from __future__ import annotations
 
-import numbers
+import numpy as _host_np  # P is drawn on the host (same seed, same P on every backend), then moved
 
-import numpy as _host_np   # P is drawn on the host (same seed, same P on every backend), then moved
-
-from .. import backend
+from .. import backend, validate
 from .module import Module, Parameter
 
 MAX_ENTRIES = 5e7             # the largest dense P (D·d numbers) we agree to build
-
-
-def _positive_int(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
-        raise ValueError(f"RandomSubspace: {name} must be a positive integer, got {value!r}")
-    return int(value)
 
 
 def random_projection(D: int, d: int, seed: int = 0, dtype=None):
@@ -63,9 +55,9 @@ def random_projection(D: int, d: int, seed: int = 0, dtype=None):
 class RandomSubspace(Module):
     """Wrap ``model`` so that only ``z`` (and, with ``said=True``, one scale per tensor) is trained.
 
-    ``model``: any Module; *all* its parameters (D of them, frozen or not; a tied tensor once) form θ₀. It is wrapped in
-    place: every forward overwrites its parameters with θ₀ + P z, so pass a copy to keep the
-    original. ``d``: the subspace dimension, 1 ≤ d ≤ D (with ``said``: m < d ≤ D, m tensors).
+    ``model``: any Module; *all* its parameters (D of them, frozen or not; a tied tensor once) form θ₀.
+    It is wrapped in place: every forward overwrites its parameters with θ₀ + P z, so pass a copy to
+    keep the original. ``d``: the subspace dimension, 1 ≤ d ≤ D (with ``said``: m < d ≤ D, m tensors).
     ``seed``: the seed of P. ``max_entries``: the largest D·d accepted for the dense P.
 
     The trainable parameters are ``z`` (d,) — or ``z`` (d − m,) and ``lam`` (m,) — so ``fit`` and
@@ -80,10 +72,11 @@ class RandomSubspace(Module):
             raise TypeError(f"RandomSubspace: model must be a lora_np Module, got {type(model).__name__}")
         if isinstance(model, RandomSubspace):
             raise TypeError("RandomSubspace: model is already a RandomSubspace; wrap the inner model instead")
-        if not isinstance(said, bool):
-            raise TypeError(f"RandomSubspace: said must be True or False, got {said!r}")
-        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-            raise TypeError(f"RandomSubspace: seed must be an integer, got {seed!r}")
+        try:                                     # a seed or a flag of the wrong type is a TypeError here
+            said = validate.boolean(said, "said", where="RandomSubspace")
+            seed = validate.integer(seed, "seed", where="RandomSubspace")
+        except ValueError as err:
+            raise TypeError(str(err)) from None
         named, seen = [], set()
         for name, p in model.named_parameters():               # a shared (tied) tensor counts once
             if id(p) not in seen:
@@ -93,17 +86,20 @@ class RandomSubspace(Module):
             raise ValueError("RandomSubspace: model has no parameters to reparameterise")
         dtypes = {p.dtype for _, p in named}
         if len(dtypes) != 1:
-            raise ValueError(f"RandomSubspace: every parameter must have one dtype, got {sorted(map(str, dtypes))}")
-        d, D, m = _positive_int("d", d), sum(p.size for _, p in named), len(named)
+            raise ValueError("RandomSubspace: every parameter must have one dtype, "
+                             f"got {sorted(map(str, dtypes))}")
+        d = validate.positive_int(d, "d", where="RandomSubspace")
+        D, m = sum(p.size for _, p in named), len(named)
         lowest = m + 1 if said else 1
         if not lowest <= d <= D:
-            raise ValueError(f"RandomSubspace: d must be an integer in [{lowest}, D = {D}]"
-                             + (f" (SAID spends {m} of d on the per-tensor scales)" if said else "") + f", got {d}")
+            spent = f" (SAID spends {m} of d on the per-tensor scales)" if said else ""
+            raise ValueError(f"RandomSubspace: d must be an integer in [{lowest}, D = {D}]{spent}, got {d}")
         if D * d > max_entries:
-            raise ValueError(f"RandomSubspace: the dense projection P would hold D·d = {D:,}·{d:,} = {D * d:,} "
-                             f"numbers (> max_entries = {max_entries:,.0f}, {D * d * 4 / 2 ** 20:,.0f} MiB in "
-                             "float32); choose a smaller d or a smaller model")
-        self.D, self.d, self.said, self.seed, self.n_tensors = D, d, said, int(seed), m
+            raise ValueError(f"RandomSubspace: the dense projection P would hold D·d = {D:,}·{d:,} = "
+                             f"{D * d:,} numbers (> max_entries = {max_entries:,.0f}, "
+                             f"{D * d * 4 / 2 ** 20:,.0f} MiB in float32); "
+                             "choose a smaller d or a smaller model")
+        self.D, self.d, self.said, self.seed, self.n_tensors = D, d, said, seed, m
         dtype = named[0][1].dtype
         xp = backend.get_array_module(named[0][1].data)
         model.unfreeze()                                    # its backward must produce every ∇θ_l
@@ -153,7 +149,7 @@ class RandomSubspace(Module):
         return self._theta(*self._update())
 
     def _write(self, theta) -> None:
-        for (start, stop, shape), p in zip(self._slices, self._params):
+        for (start, stop, shape), p in zip(self._slices, self._params, strict=True):
             p.data = theta[start:stop].reshape(shape)                                 # a view into θ
 
     def forward(self, x):
@@ -181,7 +177,7 @@ class RandomSubspace(Module):
         return dx
 
     # ---- the wrapped model follows the wrapper's mode and caches
-    def train(self, mode: bool = True) -> "RandomSubspace":
+    def train(self, mode: bool = True) -> RandomSubspace:
         super().train(mode)
         self._model.train(mode)
         return self

@@ -1,9 +1,10 @@
 """Figures of notebook 05's budget: parameters against the rank, and training memory by part."""
 from __future__ import annotations
 
-import numpy as _host_np   # plotting happens on the host
+import numpy as _host_np  # plotting happens on the host
 
-from ..experiments.budget import MemoryBreakdown, ParameterBudget, byte_unit, format_bytes
+from ..experiments.budget import MemoryBreakdown, ParameterBudget
+from ..tables import byte_unit, format_bytes
 from .figures import _axes
 
 _PART_LABELS = {"weights": "weights", "gradients": "gradients", "optimizer": "optimizer state",
@@ -21,7 +22,7 @@ def plot_parameter_budget(budget: ParameterBudget, r: int | None = None, ax=None
     if not isinstance(budget, ParameterBudget):
         raise TypeError(f"plot_parameter_budget: budget must be a ParameterBudget "
                         f"(lora_np.experiments.budget.parameter_budget), got {type(budget).__name__}")
-    point = None if r is None else budget.at(r)                      # a clear error for a rank not in the budget
+    point = None if r is None else budget.at(r)                      # a clear error for a rank not in it
     fig, ax = _axes(ax, figsize=(7, 4.2))
     ranks = _host_np.asarray(budget.ranks)                          # (k,)
     lora = _host_np.asarray(budget.lora)                            # (k,)
@@ -30,12 +31,13 @@ def plot_parameter_budget(budget: ParameterBudget, r: int | None = None, ax=None
     be = budget.break_even
     ax.axvline(be.rank, color="C2", ls=":", lw=2,
                label=f"break-even r* = {be.rank:.1f} (largest saving r = {be.largest_saving_rank})")
-    ax.axvspan(be.rank, max(float(ranks[-1]), be.rank) + 0.5, color="C3", alpha=0.08, label="LoRA saves nothing")
+    ax.axvspan(be.rank, max(float(ranks[-1]), be.rank) + 0.5, color="C3", alpha=0.08,
+               label="LoRA saves nothing")
     if point is not None:
         ax.plot([point["r"]], [point["lora"]], "o", ms=13, mfc="none", mec="C3", mew=2.5,
                 label=f"r = {point['r']}: {point['lora']:,} ({point['fraction']:.2%} of full)")
     ax.set_yscale("log")
-    if ranks[-1] > 64:                                              # wide weights: small r would vanish at the left
+    if ranks[-1] > 64:                                              # wide weights: small r would vanish
         ax.set_xscale("log", base=2)
         ax.set_xlim(0.8, 1.25 * float(ranks[-1]))
         ax.set_xlabel("LoRA rank r (log scale)")
@@ -48,7 +50,8 @@ def plot_parameter_budget(budget: ParameterBudget, r: int | None = None, ax=None
     return fig
 
 
-def plot_memory(breakdown_full: MemoryBreakdown, breakdown_lora: MemoryBreakdown, ax=None, binary: bool = True):
+def plot_memory(breakdown_full: MemoryBreakdown, breakdown_lora: MemoryBreakdown, ax=None,
+                binary: bool = True):
     """Stacked bars of training memory (weights / gradients / optimizer state / master copies).
 
     The unit (GiB for real models, KiB for the fruit MLP) is the one that suits the larger total;
@@ -66,7 +69,7 @@ def plot_memory(breakdown_full: MemoryBreakdown, breakdown_lora: MemoryBreakdown
         height = _host_np.array([getattr(b, part) for b in bars]) / size      # (2,)
         ax.bar(x, height, bottom=bottom, width=0.55, color=f"C{i}", label=_PART_LABELS[part])
         bottom = bottom + height                                             # (2,)
-    for xi, b, top in zip(x, bars, bottom):
+    for xi, b, top in zip(x, bars, bottom, strict=True):
         ax.text(xi, top, format_bytes(b.total, binary), ha="center", va="bottom", fontsize=9)
     ax.set_xticks(x, [f"{b.label}\n{b.trainable:,} trained" for b in bars])
     ax.set_ylim(0, 1.15 * float(bottom.max()))

@@ -5,7 +5,7 @@ shared by the other figure modules of :mod:`lora_np.viz`.
 """
 from __future__ import annotations
 
-import numpy as _host_np   # plotting happens on the host
+import numpy as _host_np  # plotting happens on the host
 
 from .. import backend
 
@@ -172,11 +172,12 @@ def plot_table5(results, ax=None, before: float | None = None):
     rec = [100 * res.grape_recall for res in results]
     bars = ax.bar(x - 0.2, acc, 0.4, color="C0", label="accuracy")
     ax.bar(x + 0.2, rec, 0.4, color="C2", label="grape recall")
-    for bar, a in zip(bars, acc):
+    for bar, a in zip(bars, acc, strict=True):
         ax.text(bar.get_x() + bar.get_width() / 2, a + 1, f"{a:.1f}", ha="center", va="bottom", fontsize=8)
     full = [res for res in results if res.r is None]
     if full:
-        ax.axhline(90 * full[0].accuracy, color="C0", ls="--", lw=1, label="90% of full fine-tuning's accuracy")
+        ax.axhline(90 * full[0].accuracy, color="C0", ls="--", lw=1,
+                   label="90% of full fine-tuning's accuracy")
     if before is not None:
         ax.axhline(100 * before, color="gray", ls=":", label="pretrained, before fine-tuning")
     ax.set_xticks(x, [f"{res.label}\n{res.trainable:,} trained\n({res.percent:.1f}%)" for res in results],
@@ -211,7 +212,8 @@ def plot_style_strength(strengths, values, ax=None, label: str = "marker", title
 # --------------------------------------------------------------------------- several adapters, variants
 
 
-def plot_blend(weights, acc_a, acc_b, ax=None, names=("harvest_a", "harvest_b"), current: float | None = None):
+def plot_blend(weights, acc_a, acc_b, ax=None, names=("harvest_a", "harvest_b"),
+               current: float | None = None):
     """Accuracy on two harvests against the blend weight w of w·ΔW_a + (1 − w)·ΔW_b.
 
     ``current``: a weight to mark with a vertical line (the slider's position).
@@ -220,7 +222,8 @@ def plot_blend(weights, acc_a, acc_b, ax=None, names=("harvest_a", "harvest_b"),
     w = _host_np.asarray(weights, dtype=float)
     order = _host_np.argsort(w)
     for acc, name, color in ((acc_a, names[0], "C0"), (acc_b, names[1], "C1")):
-        ax.plot(w[order], 100 * _host_np.asarray(acc, dtype=float)[order], "o-", color=color, label=f"on {name}")
+        ax.plot(w[order], 100 * _host_np.asarray(acc, dtype=float)[order], "o-", color=color,
+                label=f"on {name}")
     if current is not None:
         ax.axvline(current, color="gray", ls=":", label=f"w = {current:.2f}")
     ax.set_xlim(-0.03, 1.03)
@@ -263,7 +266,7 @@ def plot_variants(results, axes=None, before: float | None = None):
     labels = [res.label for res in results]
     top = max(res.trainable for res in results)
     bars = ax1.bar(x, [res.trainable for res in results], color="C3")
-    for bar, res in zip(bars, results):
+    for bar, res in zip(bars, results, strict=True):
         ax1.text(bar.get_x() + bar.get_width() / 2, res.trainable + 0.01 * top,
                  f"{res.trainable:,}\n({res.percent:.2f}%)", ha="center", va="bottom", fontsize=8)
     ax1.set_ylim(0, 1.2 * top)
@@ -271,7 +274,7 @@ def plot_variants(results, axes=None, before: float | None = None):
     ax1.set_title("What each variant trains (share of the model in brackets)")
     acc = [100 * res.accuracy for res in results]
     bars = ax2.bar(x, acc, color="C0", label="accuracy")
-    for bar, a in zip(bars, acc):
+    for bar, a in zip(bars, acc, strict=True):
         ax2.text(bar.get_x() + bar.get_width() / 2, a + 1, f"{a:.1f}", ha="center", va="bottom", fontsize=8)
     if before is not None:
         ax2.axhline(100 * before, color="gray", ls=":", label="pretrained, before fine-tuning")
@@ -292,7 +295,7 @@ def plot_harvest_accuracy(accuracies: dict, ax=None, title: str = "Accuracy on e
     names = list(accuracies)
     vals = [100 * accuracies[n] for n in names]
     bars = ax.bar(range(len(names)), vals, color=[f"C{i}" for i in range(len(names))])
-    for bar, v in zip(bars, vals):
+    for bar, v in zip(bars, vals, strict=True):
         ax.text(bar.get_x() + bar.get_width() / 2, v + 1, f"{v:.1f}", ha="center", va="bottom", fontsize=9)
     ax.set_xticks(range(len(names)), names)
     ax.set_ylim(0, 110)

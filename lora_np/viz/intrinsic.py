@@ -1,7 +1,7 @@
 """Figures of notebook 06: accuracy against the subspace dimension d, and where it reaches 90%."""
 from __future__ import annotations
 
-import numpy as _host_np   # plotting happens on the host
+import numpy as _host_np  # plotting happens on the host
 
 from ..experiments.intrinsic import LEVEL, IntrinsicStudy, IntrinsicSweep, LoraComparison
 from .figures import _axes
@@ -9,7 +9,8 @@ from .figures import _axes
 
 def _check(obj, kind, where: str):
     if not isinstance(obj, kind):
-        raise TypeError(f"{where}: expected a {kind.__name__} (lora_np.experiments.intrinsic), got {type(obj).__name__}")
+        raise TypeError(f"{where}: expected a {kind.__name__} (lora_np.experiments.intrinsic), "
+                        f"got {type(obj).__name__}")
 
 
 def plot_intrinsic_sweep(sweep: IntrinsicSweep, ax=None, lora: LoraComparison | None = None,
@@ -56,10 +57,11 @@ def plot_normalized_sweeps(study: IntrinsicStudy, ax=None, level: float = LEVEL,
     the level line, and each sweep's d_int90 as a star on it."""
     _check(study, IntrinsicStudy, "plot_normalized_sweeps")
     fig, ax = _axes(ax, figsize=(7, 4.2))
-    for i, (label, s) in enumerate(zip(study.labels, study.sweeps)):
+    for i, (label, s) in enumerate(zip(study.labels, study.sweeps, strict=True)):
         d90 = s.d_int90
         ax.plot(s.dims, s.normalized(), "o-", color=f"C{i}",
-                label=f"{label}: d_int90 ≈ {d90:.0f}" if d90 is not None else f"{label}: d_int90 > {s.dims[-1]}")
+                label=f"{label}: d_int90 ≈ {d90:.0f}" if d90 is not None
+                else f"{label}: d_int90 > {s.dims[-1]}")
         if d90 is not None:
             ax.plot([d90], [level], "*", ms=13, color=f"C{i}", mec="black", mew=0.5)
     ax.axhline(level, color="gray", ls=":", lw=2, label=f"{level:.0%} of full fine-tuning")
@@ -79,22 +81,25 @@ def plot_width_study(study: IntrinsicStudy, ax=None):
     """
     _check(study, IntrinsicStudy, "plot_width_study")
     fig, ax = _axes(ax, figsize=(7, 4.2))
-    pts = [(D, d, label) for D, d, label in zip(study.D, study.d_int90, study.labels) if d is not None]
+    pts = [(D, d, label) for D, d, label in zip(study.D, study.d_int90, study.labels, strict=True)
+           if d is not None]
     if not pts:
         raise ValueError("plot_width_study: no sweep of the study reached the level; widen its dims")
-    Ds, ds = _host_np.array([p[0] for p in pts], float), _host_np.array([p[1] for p in pts], float)   # (k,), (k,)
+    Ds = _host_np.array([p[0] for p in pts], float)                                  # (k,)
+    ds = _host_np.array([p[1] for p in pts], float)                                  # (k,)
     ax.plot(Ds, ds, "o-", color="C0", ms=8, label="measured d_int90")
     ax.plot(Ds, ds[0] * Ds / Ds[0], "--", color="gray", label="a fixed fraction of D (d ∝ D)")
     for D, d, label in pts:
-        ax.annotate(f"hidden {label}\nd_int90 ≈ {d:.0f} = {d / D:.2%} of D", (D, d), textcoords="offset points",
-                    xytext=(0, 12), ha="center", fontsize=8)
+        ax.annotate(f"hidden {label}\nd_int90 ≈ {d:.0f} = {d / D:.2%} of D", (D, d),
+                    textcoords="offset points", xytext=(0, 12), ha="center", fontsize=8)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xticks(Ds, [f"{D:,.0f}" for D in Ds])                    # the models' sizes, not powers of ten
     ax.set_xticks([], minor=True)
     ax.set_xlim(Ds[0] / 2.2, Ds[-1] * 2.2)
     ax.set_ylim(ds.min() / 2, max(ds.max(), ds[0] * Ds[-1] / Ds[0]) * 1.5)
-    ticks = [t for t in (10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000) if ax.get_ylim()[0] <= t <= ax.get_ylim()[1]]
+    low, high = ax.get_ylim()
+    ticks = [t for t in (10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000) if low <= t <= high]
     ax.set_yticks(ticks, [str(t) for t in ticks])
     ax.set_yticks([], minor=True)
     ax.set_xlabel("parameters of the model D (log scale)")
@@ -116,10 +121,11 @@ def plot_pretraining_study(study: IntrinsicStudy, axes=None):
     top = max(s.dims[-1] for s in study.sweeps)
     heights = [top if d is None else d for d in d90]
     bars = axes[1].bar(study.labels, heights, color=[f"C{i}" for i in range(len(d90))])
-    for bar, d, s in zip(bars, d90, study.sweeps):
+    for bar, d, s in zip(bars, d90, study.sweeps, strict=True):
         text = f"> {s.dims[-1]}" if d is None else f"{d:.0f}"
-        axes[1].annotate(f"{text}\n(base: {s.before:.0%})", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
-                         ha="center", va="bottom", fontsize=8)
+        axes[1].annotate(f"{text}\n(base: {s.before:.0%})",
+                         (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center", va="bottom",
+                         fontsize=8)
     axes[1].set_ylim(0, 1.25 * max(heights))
     axes[1].set_xlabel("pretraining on the source fruit")
     axes[1].set_ylabel("intrinsic dimension d_int90")

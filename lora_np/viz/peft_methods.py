@@ -6,7 +6,7 @@
 """
 from __future__ import annotations
 
-import numpy as _host_np   # plotting happens on the host
+import numpy as _host_np  # plotting happens on the host
 from matplotlib.ticker import NullFormatter
 
 from .figures import _axes
@@ -33,13 +33,15 @@ def plot_peft_tradeoff(rows, ax=None):
     base = _reference(rows)
     shown = [r for r in rows if r.method not in ("base", "lora_merged")]
     for i, r in enumerate(shown):
-        label = r.label + (" (= merged)" if r.method == "lora" and any(q.method == "lora_merged" for q in rows) else "")
+        same = r.method == "lora" and any(q.method == "lora_merged" for q in rows)
+        label = r.label + (" (= merged)" if same else "")
         ax.plot(r.trainable, 100 * r.accuracy, "o", ms=10, color=_color(r), label=label)
         ax.plot(r.trainable, 100 * r.grape_recall, "o", ms=10, mfc="none", mew=2, color=_color(r))
         ax.annotate(f"{100 * r.accuracy:.1f}%", (r.trainable, 100 * r.accuracy), textcoords="offset points",
                     xytext=(10, 10 - 14 * (i % 3)), fontsize=8, color=_color(r))   # staggered: close points
     if base is not None:
-        ax.axhline(100 * base.accuracy, color="0.5", ls=":", label=f"base model accuracy ({100 * base.accuracy:.1f}%)")
+        ax.axhline(100 * base.accuracy, color="0.5", ls=":",
+                   label=f"base model accuracy ({100 * base.accuracy:.1f}%)")
         ax.axhline(100 * base.grape_recall, color="0.5", ls="--", lw=1,
                    label=f"base model grape recall ({100 * base.grape_recall:.0f}%)")
     ax.plot([], [], "o", color="k", label="filled: accuracy")
@@ -59,7 +61,7 @@ def plot_peft_tradeoff(rows, ax=None):
 
 def _labelled_bars(ax, x, values, rows, texts, lift: float) -> None:
     """One bar per method in its colour, its text just above it."""
-    for bar, v, text in zip(ax.bar(x, values, color=[_color(r) for r in rows]), values, texts):
+    for bar, v, text in zip(ax.bar(x, values, color=[_color(r) for r in rows]), values, texts, strict=True):
         ax.text(bar.get_x() + bar.get_width() / 2, v + lift, text, ha="center", va="bottom", fontsize=8)
 
 
@@ -75,9 +77,11 @@ def plot_peft_latency(rows, ax=None):
     ref = base.latency if base is not None else rows[0].latency
     x = _host_np.arange(len(rows))
     ms = [1e3 * r.latency for r in rows]
-    _labelled_bars(ax, x, ms, rows, [f"{v:.3f} ms\n×{r.latency / ref:.2f}" for r, v in zip(rows, ms)], 0.01 * max(ms))
+    texts = [f"{v:.3f} ms\n×{r.latency / ref:.2f}" for r, v in zip(rows, ms, strict=True)]
+    _labelled_bars(ax, x, ms, rows, texts, 0.01 * max(ms))
     ax.axhline(1e3 * ref, color="k", ls="--", lw=1, label=f"base model: {1e3 * ref:.3f} ms")
-    ax.set_xticks(x, [f"{r.label}\n{r.matmuls} matmuls\n{r.keys_per_query} keys/query" for r in rows], fontsize=7)
+    ax.set_xticks(x, [f"{r.label}\n{r.matmuls} matmuls\n{r.keys_per_query} keys/query" for r in rows],
+                  fontsize=7)
     ax.set_ylim(0, 1.3 * max(ms))
     ax.set_xlabel("method (matrix products per forward pass, keys each query scores)")
     ax.set_ylabel("latency per forward pass (ms, median)")

@@ -1,9 +1,9 @@
 """Figures of notebook 05's rank experiments: the planted-rank knee and the scaling rules."""
 from __future__ import annotations
 
-import numpy as _host_np   # plotting happens on the host
+import numpy as _host_np  # plotting happens on the host
 
-from .figures import _axes, smooth
+from .figures import smooth
 
 
 def plot_planted_sweep(sweep, r: int | None = None, axes=None, before: float | None = None):
@@ -21,9 +21,9 @@ def plot_planted_sweep(sweep, r: int | None = None, axes=None, before: float | N
               (_host_np.asarray(sweep.val_loss), "loss on the shifted test fruit (log)", "Loss"),
               (_host_np.asarray(sweep.trainable), "trainable parameters", "Cost")]
     full = sweep.full
-    refs = [None if full is None else 100 * full.accuracy, None if full is None else full.history.val_loss[-1],
-            None if full is None else full.trainable]
-    for ax, (values, ylabel, title), ref in zip(axes, curves, refs):
+    refs = ([None] * 3 if full is None
+            else [100 * full.accuracy, full.history.val_loss[-1], full.trainable])
+    for ax, (values, ylabel, title), ref in zip(axes, curves, refs, strict=True):     # three panels
         ax.plot(rs, values, "o-", color="C0", label="LoRA on fc1")
         ax.axvline(sweep.k, color="C2", ls=":", lw=2, label=f"planted rank k = {sweep.k}")
         if ref is not None:
@@ -43,7 +43,8 @@ def plot_planted_sweep(sweep, r: int | None = None, axes=None, before: float | N
         axes[0].axhline(100 * before, color="gray", ls=":", label="before fine-tuning")
     for ax in axes:
         ax.legend(fontsize=8)
-    fig.suptitle(f"A shift of planted rank k = {sweep.k}: LoRA improves up to r = k, then hardly at all", y=1.02)
+    fig.suptitle(f"A shift of planted rank k = {sweep.k}: LoRA improves up to r = k, then hardly at all",
+                 y=1.02)
     fig.tight_layout()
     return fig
 
@@ -57,9 +58,9 @@ def plot_scaling(sweeps: dict, axes=None, window: int = 10, epoch: int = 1):
         fig, axes = plt.subplots(1, len(rules) + 1, figsize=(5 * (len(rules) + 1), 3.8))
     fig = axes[0].figure
     top = max(max(max(losses) for losses in sw.step_loss) for sw in sweeps.values())
-    for ax, rule in zip(axes, rules):
+    for ax, rule in zip(axes, rules, strict=False):                    # the last axis is drawn below
         sw = sweeps[rule]
-        for j, (r, s, losses) in enumerate(zip(sw.ranks, sw.scales, sw.step_loss)):
+        for j, (r, s, losses) in enumerate(zip(sw.ranks, sw.scales, sw.step_loss, strict=True)):
             ax.plot(smooth(losses, window), color=f"C{j}", label=f"r = {r} (s = {s:.3g})")
         ax.set_yscale("log")
         ax.set_ylim(top=1.2 * top)

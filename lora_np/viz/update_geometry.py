@@ -1,10 +1,10 @@
-"""Figures for the geometry of a fine-tuning update (:mod:`lora_np.experiments.update_geometry`): ΔW's
+"""Figures for the geometry of a fine-tuning update (:mod:`lora_np.experiments.geometry_studies`): ΔW's
 spectrum beside a random matrix's, subspace-similarity heatmaps φ(i, j), amplification against r."""
 from __future__ import annotations
 
-import numpy as _host_np   # plotting happens on the host
+import numpy as _host_np  # plotting happens on the host
 
-from ..experiments.update_geometry import DeltaSpectrum, SimilarityStudy
+from ..experiments.geometry_studies import DeltaSpectrum, SimilarityStudy
 from .figures import _axes
 
 
@@ -24,20 +24,22 @@ def plot_delta_spectra(spectra: dict, axes=None, k_max: int = 20, mark_k: int | 
     ΔW from full fine-tuning (solid) beside a Gaussian matrix of the same shape and norm (dashed).
     ``mark_k``: draw a vertical line at k (e.g. the task's shift rank)."""
     if not spectra or not all(isinstance(sp, DeltaSpectrum) for sp in spectra.values()):
-        raise TypeError("plot_delta_spectra: spectra must be a non-empty {layer: DeltaSpectrum} dict (delta_spectra())")
+        raise TypeError("plot_delta_spectra: spectra must be a non-empty {layer: DeltaSpectrum} dict "
+                        "(delta_spectra())")
     axes = _grid_of_axes(axes, 2, len(spectra), (4.4, 3.2))
     for col, (name, sp) in enumerate(spectra.items()):
         k = min(k_max, len(sp.energy))
         ks = _host_np.arange(1, k + 1)
         top, low = axes[0, col], axes[1, col]
         top.semilogy(ks, sp.singular_values[:k] / sp.singular_values[0], "o-", ms=3, color="C0", label="ΔW")
-        top.semilogy(ks, sp.random_singular_values[:k] / sp.random_singular_values[0], "s--", ms=3, color="gray",
-                     label="random, same shape and norm")
+        top.semilogy(ks, sp.random_singular_values[:k] / sp.random_singular_values[0], "s--", ms=3,
+                     color="gray", label="random, same shape and norm")
         top.set_xlabel("index i")
         top.set_ylabel("σ_i / σ₁")
         top.set_title(f"{name}: ΔW {sp.shape[0]}×{sp.shape[1]}, ‖ΔW‖_F = {sp.norm:.2f}", fontsize=10)
         low.plot(ks, 100 * sp.energy[:k], "o-", ms=3, color="C0", label="ΔW")
-        low.plot(ks, 100 * sp.random_energy[:k], "s--", ms=3, color="gray", label="random, same shape and norm")
+        low.plot(ks, 100 * sp.random_energy[:k], "s--", ms=3, color="gray",
+                 label="random, same shape and norm")
         low.set_ylim(0, 102)
         low.set_xlabel("k (top singular directions kept)")
         low.set_ylabel("energy E(k) (% of ‖ΔW‖²_F)")
@@ -57,9 +59,10 @@ def plot_similarity(study, axes=None, max_dim: int | None = None, title: str = "
     trained grids) or a ``{label: grid}`` dict such as ``study.init_grids``. ``max_dim`` crops i and j."""
     grids = study.grids if isinstance(study, SimilarityStudy) else study
     if not isinstance(grids, dict) or not grids:
-        raise TypeError("plot_similarity: study must be a SimilarityStudy or a non-empty {label: φ grid} dict")
+        raise TypeError("plot_similarity: study must be a SimilarityStudy or a non-empty {label: φ grid} "
+                        "dict")
     axes = _grid_of_axes(axes, 1, len(grids), (4.6, 3.8))[0]
-    for ax, (label, phi) in zip(axes, grids.items()):
+    for ax, (label, phi) in zip(axes, grids.items(), strict=True):
         phi = _host_np.asarray(phi)[:max_dim, :max_dim]
         im = ax.imshow(phi, vmin=0.0, vmax=1.0, cmap="viridis", aspect="auto", interpolation="nearest",
                        extent=(0.5, phi.shape[1] + 0.5, phi.shape[0] + 0.5, 0.5))

@@ -13,22 +13,34 @@ Tests and notebook checks assert on ``.history``, never on the output area: an `
 widget's contents reach the kernel only after the cell has finished.
 
 The dashboards only call library functions (:mod:`lora_np.experiments`, :mod:`lora_np.lora`,
-:mod:`lora_np.viz`).
+:mod:`lora_np.viz`), and those check the arguments: a bad one fails the call with the library's
+message. One module per notebook topic: :mod:`.lowrank` (01-02), :mod:`.adapters` (03-04),
+:mod:`.budget` and :mod:`.ranks` (05), :mod:`.intrinsic` (06), :mod:`.peft_methods` (07), all
+built on :mod:`.base`.
+
 Figures are built as ``matplotlib.figure.Figure`` objects outside pyplot and shown as PNG
 images, so none is registered with pyplot and none piles up or is shown twice by the inline
 backend; nothing here needs a display to import or to run.
 """
-from .dashboards import (Dashboard, AdapterStrengthDashboard, LowRankExplorer, lowrank_explorer, LoraRankExplorer, lora_rank_explorer, StyleExplorer, style_explorer, AdapterExplorer, adapter_explorer, BlendExplorer, blend_explorer)
-
-__all__ = ['Dashboard', 'AdapterStrengthDashboard', 'LowRankExplorer', 'lowrank_explorer', 'LoraRankExplorer', 'lora_rank_explorer', 'StyleExplorer', 'style_explorer', 'AdapterExplorer', 'adapter_explorer', 'BlendExplorer', 'blend_explorer']
+from .adapters import (
+           AdapterExplorer,
+           AdapterStrengthDashboard,
+           BlendExplorer,
+           StyleExplorer,
+           adapter_explorer,
+           blend_explorer,
+           style_explorer,
+)
+from .base import Dashboard
 from .budget import MemoryCalculator, ParameterBudgetExplorer, memory_calculator, parameter_budget_explorer
+from .intrinsic import IntrinsicDimensionExplorer, intrinsic_dimension_explorer
+from .lowrank import LoraRankExplorer, LowRankExplorer, lora_rank_explorer, lowrank_explorer
+from .peft_methods import PeftCostExplorer, peft_cost_explorer
 from .ranks import RankSweepExplorer, rank_sweep_explorer
 
-__all__ += ["ParameterBudgetExplorer", "parameter_budget_explorer", "MemoryCalculator", "memory_calculator",
-            "RankSweepExplorer", "rank_sweep_explorer"]
-from .peft_methods import PeftCostExplorer, peft_cost_explorer
-
-__all__ += ["PeftCostExplorer", "peft_cost_explorer"]
-from .intrinsic import IntrinsicDimensionExplorer, intrinsic_dimension_explorer
-
-__all__ += ["IntrinsicDimensionExplorer", "intrinsic_dimension_explorer"]
+__all__ = ["Dashboard", "AdapterStrengthDashboard", "LowRankExplorer", "lowrank_explorer", "LoraRankExplorer",
+           "lora_rank_explorer", "StyleExplorer", "style_explorer", "AdapterExplorer", "adapter_explorer",
+           "BlendExplorer", "blend_explorer", "ParameterBudgetExplorer", "parameter_budget_explorer",
+           "MemoryCalculator", "memory_calculator", "RankSweepExplorer", "rank_sweep_explorer",
+           "PeftCostExplorer", "peft_cost_explorer", "IntrinsicDimensionExplorer",
+           "intrinsic_dimension_explorer"]

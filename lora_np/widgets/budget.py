@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import ipywidgets as widgets
 
-from ..experiments.budget import (MODEL_PRESETS, PRECISION_PRESETS, compare_memory, format_bytes,
-                                  format_memory_table, parameter_budget)
+from ..experiments.budget import (
+    MODEL_PRESETS,
+    PRECISION_PRESETS,
+    compare_memory,
+    format_memory_table,
+    parameter_budget,
+)
+from ..tables import format_bytes
+from ..validate import integer
 from ..viz.budget import plot_memory, plot_parameter_budget
-from .dashboards import Dashboard, _figure, _show
+from .base import Dashboard, _figure, _show
 
 RANK_CHOICES = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 
@@ -32,9 +39,7 @@ class ParameterBudgetExplorer(_MultiWidgetDashboard):
 
     def __init__(self, d_in: int = 256, d_out: int = 256, r: int = 8, max_dim: int = 1024):
         budget = parameter_budget(d_in, d_out, [r])                  # clear errors for bad d_in, d_out, r
-        if isinstance(max_dim, bool) or not isinstance(max_dim, int) or max_dim < max(d_in, d_out):
-            raise ValueError(f"parameter_budget_explorer: max_dim must be an integer >= max(d_in, d_out) = "
-                             f"{max(d_in, d_out)}, got {max_dim!r}")
+        max_dim = integer(max_dim, "max_dim", "parameter_budget_explorer", low=max(budget.d_in, budget.d_out))
         self.d_in_slider = widgets.IntSlider(value=budget.d_in, min=1, max=max_dim, description="d_in",
                                              continuous_update=False)
         self.d_out_slider = widgets.IntSlider(value=budget.d_out, min=1, max=max_dim, description="d_out",
@@ -49,7 +54,7 @@ class ParameterBudgetExplorer(_MultiWidgetDashboard):
 
     def _sync(self) -> None:
         self._syncing = True
-        try:                             # a lower max clamps r to min(d_in, d_out) without a redraw of its own
+        try:                             # a lower max clamps r to min(d_in, d_out), without a redraw
             self.slider.max = min(self.d_in_slider.value, self.d_out_slider.value)
         finally:
             self._syncing = False
@@ -96,8 +101,8 @@ class MemoryCalculator(_MultiWidgetDashboard):
         targets = model.default_targets if targets is None else model.check_targets(targets)
         sets = dict((tuple(t), label) for label, t in model.target_sets)
         if targets not in sets:
-            raise ValueError(f"memory_calculator: targets={targets!r} must be one of the preset's target sets "
-                             f"{[tuple(t) for _, t in model.target_sets]}")
+            raise ValueError(f"memory_calculator: targets={targets!r} must be one of the preset's target "
+                             f"sets {[tuple(t) for _, t in model.target_sets]}")
         ranks = self._ranks(preset, targets)
         if r not in ranks:
             raise ValueError(f"memory_calculator: r={r!r} must be one of {ranks} for these targets")
@@ -107,7 +112,8 @@ class MemoryCalculator(_MultiWidgetDashboard):
                                                    description="precision")
         self.targets_dropdown = widgets.Dropdown(options=self._target_options(preset), value=targets,
                                                  description="targets")
-        slider = widgets.SelectionSlider(options=ranks, value=r, description="LoRA rank r", continuous_update=False)
+        slider = widgets.SelectionSlider(options=ranks, value=r, description="LoRA rank r",
+                                         continuous_update=False)
         super().__init__(slider, "Training memory: full fine-tuning vs LoRA")
         extra = (self.dropdown, self.precision_dropdown, self.targets_dropdown)
         self.children = self.children[:-2] + extra + self.children[-2:]
@@ -126,7 +132,8 @@ class MemoryCalculator(_MultiWidgetDashboard):
         return tuple(k for k in RANK_CHOICES if k <= top)
 
     def _sync(self) -> None:
-        """A new model gets its own target sets (the same choice kept where it can be) and the ranks they allow."""
+        """A new model gets its own target sets (the same choice kept where it can be) and the ranks
+        they allow."""
         self._syncing = True
         try:
             preset = self.dropdown.value
@@ -145,8 +152,10 @@ class MemoryCalculator(_MultiWidgetDashboard):
 
     def redraw(self, state=None) -> dict:
         """Redraw for ``state = (preset, precision, targets, r)``, by default the widgets' values."""
-        return super().redraw((self.dropdown.value, self.precision_dropdown.value, self.targets_dropdown.value,
-                               self.slider.value) if state is None else state)
+        if state is None:
+            state = (self.dropdown.value, self.precision_dropdown.value, self.targets_dropdown.value,
+                     self.slider.value)
+        return super().redraw(state)
 
     def _draw(self, state) -> dict:
         preset, precision, targets, r = state
@@ -164,7 +173,8 @@ class MemoryCalculator(_MultiWidgetDashboard):
               + (f" in each of its {n_layers} layers" if n_layers > 1 else "") + "\n")
         print(format_memory_table(full, lora))
         print(f"\ncheckpoint: {format_bytes(full.checkpoint, binary=False)} → "
-              f"{format_bytes(lora.checkpoint, binary=False)} ({full.checkpoint / lora.checkpoint:,.0f}× smaller)")
+              f"{format_bytes(lora.checkpoint, binary=False)} "
+              f"({full.checkpoint / lora.checkpoint:,.0f}× smaller)")
         return record
 
 

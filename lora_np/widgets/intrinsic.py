@@ -2,11 +2,11 @@
 about 0.1-0.3 s) and cached, and the accuracy-against-d curve grows as the learner explores."""
 from __future__ import annotations
 
-from ..experiments.intrinsic import DIMS, LEVEL, IntrinsicSweep, _check_dims, subspace_finetune
 from ..experiments.finetune import finetune
+from ..experiments.intrinsic import DIMS, LEVEL, IntrinsicSweep, subspace_finetune
 from ..train import evaluate
 from ..viz.intrinsic import plot_intrinsic_sweep
-from .dashboards import Dashboard, _choice_slider, _figure, _show
+from .base import Dashboard, _choice_slider, _figure, _show
 
 
 class IntrinsicDimensionExplorer(Dashboard):
@@ -19,22 +19,23 @@ class IntrinsicDimensionExplorer(Dashboard):
 
     def __init__(self, base, task, dims=DIMS, d: int = 64, said: bool = False, seed: int = 0,
                  sweep: IntrinsicSweep | None = None, **subspace_kwargs):
-        dims = _check_dims(dims)
         slider = _choice_slider("intrinsic_dimension_explorer", "d", d, dims, "dims", "subspace d")
+        dims = slider.options
         if sweep is not None and not isinstance(sweep, IntrinsicSweep):
             raise TypeError(f"intrinsic_dimension_explorer: sweep must be an IntrinsicSweep or None, "
                             f"got {type(sweep).__name__}")
         self.base, self.task, self.said, self.seed, self.kwargs = base, task, said, seed, subspace_kwargs
         self.D = sum(p.size for p in base.parameters())
         if max(dims) > self.D:
-            raise ValueError(f"intrinsic_dimension_explorer: every d must be at most D = {self.D:,}, got {max(dims)}")
+            raise ValueError(f"intrinsic_dimension_explorer: every d must be at most D = {self.D:,}, "
+                             f"got {max(dims)}")
         m = len(base.parameters())
         if said and min(dims) <= m:
-            raise ValueError(f"intrinsic_dimension_explorer: with said=True every d must exceed the {m} per-tensor "
-                             f"scales it includes, got {min(dims)}")
+            raise ValueError(f"intrinsic_dimension_explorer: with said=True every d must exceed the {m} "
+                             f"per-tensor scales it includes, got {min(dims)}")
         self.results = {}                                               # d -> accuracy
         if sweep is not None and sweep.said == said:
-            self.results.update(zip(sweep.dims, sweep.accuracy))
+            self.results.update(zip(sweep.dims, sweep.accuracy, strict=True))
         self.full_accuracy = (sweep.full_accuracy if sweep is not None
                               else finetune(base, task, r=None, seed=seed).accuracy)
         self.before = evaluate(base, *task.shift_test)["accuracy"]
@@ -46,7 +47,8 @@ class IntrinsicDimensionExplorer(Dashboard):
     def sweep(self) -> IntrinsicSweep:
         dims = sorted(self.results)
         return IntrinsicSweep(dims, [self.results[k] for k in dims], self.D, self.full_accuracy,
-                              1.0 / self.task.n_classes, self.before, self.said, tuple(getattr(self.base, "hidden", ())))
+                              1.0 / self.task.n_classes, self.before, self.said,
+                              tuple(getattr(self.base, "hidden", ())))
 
     def _draw(self, d) -> dict:
         cached = d in self.results
@@ -63,10 +65,11 @@ class IntrinsicDimensionExplorer(Dashboard):
         plot_intrinsic_sweep(sweep, ax=fig.subplots(), current=d)
         _show(fig)
         d90 = record["d_int90"]
-        print(f"d = {d}: {d:,} trained numbers of D = {self.D:,} ({point['fraction']:.2%}); shifted-fruit accuracy "
-              f"{point['accuracy']:.1%}, normalised {point['normalized']:.2f} (0 = chance, 1 = full fine-tuning "
-              f"{self.full_accuracy:.1%})" + (f"  [trained in {seconds:.2f} s]" if not cached else "  [cached]"))
-        first = sweep.normalized()[0] >= LEVEL                         # the smallest d tried already reaches it
+        print(f"d = {d}: {d:,} trained numbers of D = {self.D:,} ({point['fraction']:.2%}); "
+              f"shifted-fruit accuracy {point['accuracy']:.1%}, normalised {point['normalized']:.2f} "
+              f"(0 = chance, 1 = full fine-tuning {self.full_accuracy:.1%})"
+              + (f"  [trained in {seconds:.2f} s]" if not cached else "  [cached]"))
+        first = sweep.normalized()[0] >= LEVEL                   # the smallest d tried already reaches it
         print("d_int90 from the d tried so far: " + ("not reached yet" if d90 is None else
                                                      f"≤ {d90:.0f}" if first else f"≈ {d90:.0f}")
               + "  (try more values of d)")
@@ -74,10 +77,13 @@ class IntrinsicDimensionExplorer(Dashboard):
 
 
 def intrinsic_dimension_explorer(base, task, dims=DIMS, d: int = 64, said: bool = False, seed: int = 0,
-                                 sweep: IntrinsicSweep | None = None, **subspace_kwargs) -> IntrinsicDimensionExplorer:
-    """A slider over ``dims`` that fine-tunes ``base`` on ``task`` in a random d-dimensional subspace and redraws.
+                                 sweep: IntrinsicSweep | None = None,
+                                 **subspace_kwargs) -> IntrinsicDimensionExplorer:
+    """A slider over ``dims`` that fine-tunes ``base`` on ``task`` in a random d-dimensional subspace
+    and redraws.
 
     ``sweep``: an :func:`intrinsic_dimension_sweep` of the same base and task to start from (its
     points are shown at once). ``epochs``, ``lr`` and ``batch_size`` go to :func:`subspace_finetune`.
     """
-    return IntrinsicDimensionExplorer(base, task, dims=dims, d=d, said=said, seed=seed, sweep=sweep, **subspace_kwargs)
+    return IntrinsicDimensionExplorer(base, task, dims=dims, d=d, said=said, seed=seed, sweep=sweep,
+                                      **subspace_kwargs)

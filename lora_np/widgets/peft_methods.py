@@ -7,11 +7,9 @@ the trainable parameters and the latency side by side. Sizes already measured ar
 """
 from __future__ import annotations
 
-from .. import backend
 from ..experiments.peft_methods import peft_costs
-from ..models import ViTClassifier
 from ..viz.peft_methods import plot_peft_latency, plot_peft_params
-from .dashboards import Dashboard, _choice_slider, _figure, _show
+from .base import Dashboard, _choice_slider, _figure, _show
 
 
 class PeftCostExplorer(Dashboard):
@@ -19,14 +17,11 @@ class PeftCostExplorer(Dashboard):
 
     Each ``history`` record holds ``size``, and per method (keys "base", "lora", "lora_merged",
     "adapters", "prefix") ``trainable``, ``latency`` (seconds), ``keys_per_query``, ``matmuls``
-    and ``macs``, plus ``cached`` (whether the size had been measured before).
+    and ``macs``, plus ``cached`` (whether the size had been measured before). ``base``, ``x`` and
+    ``repeats`` are checked by :func:`~lora_np.experiments.peft_methods.peft_costs` at the first redraw.
     """
 
     def __init__(self, base, x, sizes=(1, 2, 4, 8, 16), size: int = 4, repeats: int = 150, **cost_kwargs):
-        if not isinstance(base, ViTClassifier):
-            raise TypeError(f"peft_cost_explorer: base must be a ViTClassifier, got {type(base).__name__}")
-        if not backend.is_array(x):
-            raise TypeError("peft_cost_explorer: x must be an array of images (use lora_np.backend.asarray)")
         slider = _choice_slider("peft_cost_explorer", "size", size, sizes, "sizes", "size k")
         self.base, self.x, self.repeats, self.kwargs = base, x, repeats, cost_kwargs
         self.costs = {}
@@ -60,6 +55,7 @@ def peft_cost_explorer(base, x, sizes=(1, 2, 4, 8, 16), size: int = 4, repeats: 
                        **cost_kwargs) -> PeftCostExplorer:
     """A slider over k (LoRA r = adapter m = prefix p) drawing trainable parameters and latency on ``x``.
 
-    ``lora_targets``, ``adapter_where`` and ``seed`` go to :func:`lora_np.experiments.peft_methods.peft_costs`.
+    ``lora_targets``, ``adapter_where`` and ``seed`` go to
+    :func:`lora_np.experiments.peft_methods.peft_costs`.
     """
     return PeftCostExplorer(base, x, sizes=sizes, size=size, repeats=repeats, **cost_kwargs)

@@ -3,7 +3,7 @@ accuracy, loss and parameter-count curves (the sweep is trained once, so the sli
 from __future__ import annotations
 
 from ..viz.ranks import plot_planted_sweep
-from .dashboards import Dashboard, _choice_slider, _figure, _show
+from .base import Dashboard, _choice_slider, _figure, _show
 
 
 class RankSweepExplorer(Dashboard):
@@ -26,11 +26,13 @@ class RankSweepExplorer(Dashboard):
         plot_planted_sweep(self.sweep, r=r, axes=fig.subplots(1, 3))
         _show(fig)
         full = self.sweep.full
-        print(f"r = {r}: {record['trainable']:,} trainable parameters ({record['percent']:.2f}% of the model), "
-              f"accuracy {record['accuracy']:.1%}, loss {record['val_loss']:.3f}"
-              + (f"; full fine-tuning: {full.trainable:,} parameters, accuracy {full.accuracy:.1%}" if full else ""))
+        print(f"r = {r}: {record['trainable']:,} trainable parameters ({record['percent']:.2f}% of the "
+              f"model), accuracy {record['accuracy']:.1%}, loss {record['val_loss']:.3f}"
+              + (f"; full fine-tuning: {full.trainable:,} parameters, accuracy {full.accuracy:.1%}"
+                 if full else ""))
         print("past the knee: a larger r buys almost nothing" if record["past_knee"]
-              else f"below the knee (r = {self.sweep.knee}): the update cannot undo every direction of the shift")
+              else f"below the knee (r = {self.sweep.knee}): the update cannot undo every direction of the "
+                   "shift")
         return record
 
 
