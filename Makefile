@@ -2,7 +2,8 @@
 #   make demo   — create .venv, install lora_np, run the demo
 #   make test   — create .venv, install lora_np with its test tools, run every test and notebook
 # make lab opens JupyterLab on the notebooks; make lint runs ruff; make test-min runs the unit tests
-# with the oldest NumPy, matplotlib, tqdm and ipywidgets that pyproject.toml allows.
+# with the oldest NumPy, matplotlib, tqdm and ipywidgets that pyproject.toml allows; make notebooks
+# re-executes the notebooks and saves their outputs.
 PYTHON ?= python3
 # The models here are small: one BLAS thread is fastest for them, and it avoids threads
 # fighting over the cores of a busy machine (which slowed runs 5-10x). Override if you like.
@@ -17,7 +18,7 @@ VENV_MIN   := .venv-min
 MIN_PINNED := numpy matplotlib tqdm ipywidgets
 MIN_STAMP  := $(VENV_MIN)/.installed
 
-.PHONY: demo test lint test-min lab clean
+.PHONY: demo test lint test-min notebooks lab clean
 
 # Re-installs whenever pyproject.toml changes (new or changed dependencies).
 $(STAMP): pyproject.toml
@@ -55,6 +56,10 @@ $(MIN_STAMP): pyproject.toml Makefile
 test-min: $(MIN_STAMP)
 	@$(VENV_MIN)/bin/python -m pip freeze | grep -iE "^($$(echo $(MIN_PINNED) | tr ' ' '|'))=="
 	MPLBACKEND=Agg OPENBLAS_NUM_THREADS=1 $(VENV_MIN)/bin/python -m pytest tests --ignore=tests/test_notebooks.py
+
+# Re-execute every notebook top to bottom and save its outputs and widget state (commit the result).
+notebooks: $(STAMP)
+	$(BIN)/python tests/notebook_runner.py notebooks/*.ipynb
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks

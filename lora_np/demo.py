@@ -32,9 +32,8 @@ def run_demo(out_dir: str = "outputs", ranks=(1, 2, 4, 8, 16), shift_rank: int =
           f"{base.num_parameters():,} parameters, source test accuracy {hist.val_accuracy[-1]:.1%}")
 
     before = grape_report(base, task.shift_test)
-    print(f"2. on the new harvest: accuracy {before['accuracy']:.1%}, "
-          f"grape recall {before['grape_recall']:.1%}, "
-          f"and {before['grape_as_raisin']:.1%} of grapes are called raisins")
+    print(f"2. on the new harvest: accuracy {before['accuracy']:.1%}, grape recall "
+          f"{before['grape_recall']:.1%}, and {before['grape_as_raisin']:.1%} of grapes are called raisins")
 
     print("3. fine-tuning on the new harvest (LoRA on fc1 and fc2; the head and all W0 stay frozen):\n")
     results = []
@@ -48,8 +47,7 @@ def run_demo(out_dir: str = "outputs", ranks=(1, 2, 4, 8, 16), shift_rank: int =
         best = good[0]
         print(f"\nLoRA at r = {best.r} reaches {best.accuracy / full.accuracy:.1%} of full fine-tuning's "
               f"accuracy training {best.percent:.2f}% of the parameters, with "
-              f"{full.optimizer_bytes / best.optimizer_bytes:.0f}x "
-              "less optimizer state.")
+              f"{full.optimizer_bytes / best.optimizer_bytes:.0f}x less optimizer state.")
 
     if save_figures:
         _save_figures(out_dir, results, base, task, before)

@@ -1,19 +1,11 @@
-"""Saving and loading adapters (lora_np's own folder format and PEFT's), and safetensors.
+"""Saving and loading adapters in lora_np's own format (``lora_np_adapter.json`` + ``.npz``).
 
 Every failure is produced by writing the bad file it is about, then loading it: another base
 model, missing/extra tensors, a wrong shape or dtype, a truncated or corrupted archive, an
-unknown format version, a missing config, invalid JSON. Round trips are checked bit for bit.
-
-Optional cross-checks (skipped when the packages are missing):
-
-* ``test_safetensors_matches_the_reference_package`` needs ``pip install safetensors``;
-* ``test_peft_loads_our_export`` needs PyTorch and PEFT. On this project's machines the CPU wheel
-  of PyTorch 2.13.0 is on disk, so in a throwaway virtual environment::
-
-      python3 -m venv /tmp/peftvenv
-      /tmp/peftvenv/bin/pip install torch==2.13.0          # first, so peft does not pull a CUDA build
-      /tmp/peftvenv/bin/pip install peft safetensors numpy pytest hypothesis
-      PYTHONPATH=. /tmp/peftvenv/bin/python -m pytest -q tests/test_io.py
+unknown format version, a missing config, invalid JSON, a field of the wrong type, an edited field
+that the checksum catches, a save that fails at any step. Round trips are checked bit for bit.
+PEFT's format and safetensors: ``tests/test_peft_io.py``; crashes and concurrent readers:
+``tests/test_adapter_files.py``.
 """
 import json
 import os
@@ -82,10 +74,11 @@ def test_round_trip_mlp_is_bit_exact(saved, X):
     with open(os.path.join(d, "lora_np_adapter.json")) as f:
         cfg = json.load(f)
     assert cfg["format_version"] == 2 and cfg["r"] == 2 and cfg["lora_alpha"] == 3.0
-    assert cfg["format"] == "lora_np adapter" and cfg["checksum"] == config_checksum(cfg) and cfg["bias"] == "none"
-    assert cfg["scaling"] == "alpha/r" and cfg["target_modules"] == ["fc1", "fc2"] and cfg["dtype"] == "float32"
-    assert cfg["layers"]["fc1"] == {"kind": "linear", "variant": "lora", "base_shape": [8, 6], "strength": 1.0,
-                                    "tensors": {"lora_A": [2, 6], "lora_B": [8, 2]}}
+    assert cfg["format"] == "lora_np adapter" and cfg["checksum"] == config_checksum(cfg)
+    assert cfg["bias"] == "none" and cfg["scaling"] == "alpha/r" and cfg["dtype"] == "float32"
+    assert cfg["target_modules"] == ["fc1", "fc2"]
+    assert cfg["layers"]["fc1"] == {"kind": "linear", "variant": "lora", "base_shape": [8, 6],
+                                    "strength": 1.0, "tensors": {"lora_A": [2, 6], "lora_B": [8, 2]}}
     assert cfg["base_model_fingerprint"] == base_model_fingerprint(mlp())
 
 
@@ -121,7 +114,8 @@ def test_round_trip_variants(tmp_path, X, variant):
 
 def test_loading_next_to_another_adapter_adds_it_without_activating(saved, X):
     model, d = saved
-    other = randomize(inject_lora(mlp(), LoraConfig(r=1, target_modules=["head"]), adapter_name="other"), "other")
+    other = inject_lora(mlp(), LoraConfig(r=1, target_modules=["head"]), adapter_name="other")
+    randomize(other, "other")
     y_other = out(other, X)
     assert load_adapter(other, d, adapter_name="grapes2") == "grapes2"
     assert list_adapters(other) == ["other", "grapes2"] and active_adapter(other) == "other"
@@ -179,7 +173,8 @@ def test_a_save_that_fails_at_any_step_leaves_the_old_adapter_and_no_temp_folder
 
 def test_another_base_model_is_refused(saved):
     _, d = saved
-    with pytest.raises(ValueError, match="adapter was trained on another base model: fingerprint [0-9a-f]{64} != "):
+    with pytest.raises(ValueError, match="adapter was trained on another base model: fingerprint "
+                                         "[0-9a-f]{64} != "):
         load_adapter(mlp(seed=2), d)
     nudged = mlp()
     nudged.head.bias.data = nudged.head.bias.data + 1e-6     # same architecture, one weight changed
@@ -190,7 +185,8 @@ def test_another_base_model_is_refused(saved):
 
 @pytest.mark.parametrize("change, error", [
     (lambda a: a.pop("fc2.lora_B"), r"missing tensors \['fc2.lora_B'\]"),
-    (lambda a: a.update({"fc3.lora_A": np.zeros((2, 8), np.float32)}), r"unexpected tensors \['fc3.lora_A'\]"),
+    (lambda a: a.update({"fc3.lora_A": np.zeros((2, 8), np.float32)}),
+     r"unexpected tensors \['fc3.lora_A'\]"),
     (lambda a: a.update({"fc1.lora_A": np.zeros((3, 6), np.float32)}),
      r"tensor fc1.lora_A has the wrong shape: expected \(2, 6\), got \(3, 6\)"),
     (lambda a: a.update({"fc1.lora_B": a["fc1.lora_B"].astype(np.float64)}),
@@ -216,7 +212,8 @@ def test_a_truncated_archive_is_refused(saved):
 
 
 def test_a_flipped_byte_inside_a_valid_zip_is_caught_by_the_checksum(saved):
-    """Rewrite the archive with one byte of a tensor flipped and correct zip CRCs: only our SHA-256 sees it."""
+    """Rewrite the archive with one byte of a tensor flipped and correct zip CRCs: only our SHA-256
+    sees it."""
     _, d = saved
     with zipfile.ZipFile(npz_path(d)) as z:
         members = {i.filename: z.read(i) for i in z.infolist()}
@@ -263,13 +260,17 @@ def edit_native(d, change, sign=True):
     (lambda c: c.update(variant="lokr"), r"lora_np_adapter.json: field 'variant' must be one of"),
     (lambda c: c["tensors"].pop("fc1.lora_A"), r"lora_np_adapter.json: the config is inconsistent"),
     (lambda c: c.update(use_rslora="false"), r"field 'use_rslora' must be true or false, got 'false'"),
-    (lambda c: c.update(scaling="alpha/sqrt(r)"), r"field 'scaling' must be 'alpha/r' \(it must agree with use_rslora\)"),
+    (lambda c: c.update(scaling="alpha/sqrt(r)"), r"field 'scaling' must be 'alpha/r' \(it must agree with "
+                                                  r"use_rslora\)"),
     (lambda c: c.update(r="2"), r"field 'r' must be a positive integer, got '2'"),
     (lambda c: c.update(lora_alpha=float("inf")), r"field 'lora_alpha' must be a finite positive number"),
     (lambda c: c.update(dtype="float16"), r"field 'dtype' must be one of"),
-    (lambda c: c.update(target_modules=["fc1"]), r"field 'target_modules' must be the list of the adapted layers"),
-    (lambda c: c["layers"]["fc1"].update(strength="1"), r"field 'layers.fc1.strength' must be a finite number"),
-    (lambda c: c["layers"]["fc2"].update(kind="conv"), r"field 'layers.fc2.kind' must be 'linear' or 'embedding'"),
+    (lambda c: c.update(target_modules=["fc1"]), r"field 'target_modules' must be the list of the adapted "
+                                                 r"layers"),
+    (lambda c: c["layers"]["fc1"].update(strength="1"),
+     r"field 'layers.fc1.strength' must be a finite number"),
+    (lambda c: c["layers"]["fc2"].update(kind="conv"), r"field 'layers.fc2.kind' must be 'linear' or "
+                                                       r"'embedding'"),
     (lambda c: c.update(bias="all"), r"field 'bias' must be 'none' or 'lora_only'"),
     (lambda c: c["tensors"]["fc1.lora_A"].update(shape=[3, 6]), r"field 'tensors.fc1.lora_A' must be"),
 ], ids=["version", "no-version", "no-library-version", "variant", "inconsistent", "bool-string", "scaling",
@@ -320,7 +321,8 @@ def test_missing_files_and_invalid_json(saved):
     with pytest.raises(ValueError, match="lora_np_adapter.json is not valid JSON"):
         load_adapter(mlp(), d)
     (d / "lora_np_adapter.json").unlink()
-    with pytest.raises(FileNotFoundError, match="no lora_np adapter here: .*lora_np_adapter.json does not exist"):
+    with pytest.raises(FileNotFoundError, match="no lora_np adapter here: .*lora_np_adapter.json does not "
+                                                "exist"):
         load_adapter(mlp(), d)
     with pytest.raises(FileNotFoundError, match="does not exist"):
         load_adapter(mlp(), d / "nowhere")

@@ -167,3 +167,11 @@ def test_the_criterion_refuses_nothing_it_should_accept():
     X, y = data()
     loss = SoftmaxCrossEntropy()(model(X), y)
     assert np.isfinite(float(loss))
+
+
+def test_float_token_ids_with_nan_are_refused_by_the_language_model():
+    """Token ids are integers: a float array (which could hold NaN) is refused, not cast."""
+    lm = TransformerLM(TransformerConfig(d_model=8, n_heads=2, n_layers=1, context=8, vocab_size=5))
+    ids = np.array([[1.0, np.nan, 2.0]])
+    with pytest.raises(TypeError, match=r"token ids must be an integer array, got float"):
+        lm(backend.asarray(ids))

@@ -1,49 +1,25 @@
-"""Every notebook runs top to bottom in a fresh kernel and no cell raises, with a time limit per cell.
-
-Why our own runner: on these machines nbclient's asynchronous client now and then waited forever
-for a kernel that was idle too (no error, no timeout firing), while jupyter_client's blocking
-client, used here, started and ran the same kernels reliably. A cell over its limit gets one more
-try in a new kernel; a cell that raises fails at once, with the notebook's traceback.
+"""Every notebook runs top to bottom in a fresh kernel and no cell raises, with a time limit per cell
+(``tests/notebook_runner.py``, jupyter_client's blocking client: see there why not nbclient). A cell
+over its limit gets one more try in a new kernel; a cell that raises fails at once, with the
+notebook's traceback. The runner also re-executes and saves the committed notebooks
+(``make notebooks``); a test here checks it records outputs and an Output widget's capture.
 """
 import pathlib
 
 import nbformat
 import pytest
-from jupyter_client.manager import start_new_kernel
+from notebook_runner import NotebookError, execute
 
 NOTEBOOKS = sorted((pathlib.Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
 pytestmark = pytest.mark.host_only
-CELL_TIMEOUT_S, ATTEMPTS = 240, 2
-
-
-class NotebookError(AssertionError):
-    pass
-
-
-def run_cells(path: pathlib.Path) -> None:
-    """Execute every code cell of ``path`` in a new kernel started in the notebook's folder."""
-    nb = nbformat.read(path, as_version=4)
-    km, kc = start_new_kernel(kernel_name="python3", startup_timeout=120, cwd=str(path.parent))
-    try:
-        for i, cell in enumerate(nb.cells):
-            if cell.cell_type != "code" or not cell.source.strip():
-                continue
-            reply = kc.execute_interactive(cell.source, timeout=CELL_TIMEOUT_S, output_hook=lambda msg: None,
-                                           allow_stdin=False)
-            content = reply["content"]
-            if content["status"] != "ok":
-                trace = "\n".join(content.get("traceback", []))
-                raise NotebookError(f"{path.name}, cell {i}: {content.get('ename')}: "
-                                    f"{content.get('evalue')}\n{trace}")
-    finally:
-        kc.stop_channels()
-        km.shutdown_kernel(now=True)
+ATTEMPTS = 2
 
 
 def run_notebook(path: pathlib.Path) -> None:
     for attempt in range(ATTEMPTS):
         try:
-            return run_cells(path)
+            execute(path)
+            return
         except TimeoutError:
             if attempt == ATTEMPTS - 1:
                 raise
@@ -65,3 +41,21 @@ def test_a_failing_cell_fails_the_run(tmp_path):
     nbformat.write(nb, path)
     with pytest.raises(NotebookError, match="cell 1: ZeroDivisionError"):
         run_notebook(path)
+
+
+def test_saving_records_outputs_counts_and_what_an_output_widget_captured(tmp_path):
+    cells = ["print('hello')\nprint('again')", "6 * 7",
+             "import ipywidgets as w\nout = w.Output()\nwith out:\n    print('inside the widget')\nout",
+             "import sys\nprint('to stderr', file=sys.stderr)"]
+    path = tmp_path / "n.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells]), path)
+    execute(path, save=True)
+    nb = nbformat.read(path, as_version=4)
+    first, second, third, fourth = nb.cells
+    assert [o["text"] for o in first.outputs] == ["hello\nagain\n"]        # one stream, merged
+    assert second.outputs[0]["data"]["text/plain"] == "42" and second.execution_count == 2
+    assert [o["output_type"] for o in third.outputs] == ["execute_result"]  # only the widget's view
+    state = nb.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
+    captured = [m["state"]["outputs"] for m in state.values() if m["model_name"] == "OutputModel"]
+    assert captured == [[{"output_type": "stream", "name": "stdout", "text": "inside the widget\n"}]]
+    assert fourth.outputs[0]["name"] == "stderr"

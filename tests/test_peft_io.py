@@ -549,3 +549,48 @@ def test_peft_loads_our_export(tmp_path):
     np.testing.assert_allclose(theirs, ours, rtol=1e-5, atol=1e-6)
     with torch.no_grad(), peft_model.disable_adapter():
         assert not np.allclose(peft_model(torch.from_numpy(x)).numpy(), ours, atol=1e-3)
+
+
+@pytest.mark.host_only
+def test_an_adapter_trained_by_peft_with_its_own_biases_imports_with_the_same_outputs(tmp_path):
+    """PEFT writes an adapter with bias="lora_only" (random A, B and changed biases); we import it."""
+    torch = pytest.importorskip("torch")
+    peft = pytest.importorskip("peft")
+    from collections import OrderedDict
+    nn = torch.nn
+    net = nn.Sequential(OrderedDict(fc1=nn.Linear(6, 8), act1=nn.ReLU(), fc2=nn.Linear(8, 8), act2=nn.ReLU(),
+                                    head=nn.Linear(8, 3)))
+    net.load_state_dict({k: torch.from_numpy(v) for k, v in mlp().state_dict().items()})
+    config = peft.LoraConfig(r=2, lora_alpha=3, target_modules=["fc1", "fc2"], bias="lora_only",
+                             init_lora_weights=False)                    # B random too: not a no-op
+    peft_model = peft.get_peft_model(net, config)
+    with torch.no_grad():
+        peft_model.base_model.model.fc1.base_layer.bias.add_(0.5)
+        peft_model.base_model.model.fc2.base_layer.bias.sub_(0.25)
+    peft_model.save_pretrained(str(tmp_path))
+    x = np.random.default_rng(1).standard_normal((5, 6)).astype(np.float32)
+    with torch.no_grad():
+        theirs = peft_model.eval()(torch.from_numpy(x)).numpy()
+    model = mlp()
+    import_peft(model, tmp_path)
+    np.testing.assert_allclose(out(model, backend.asarray(x)), theirs, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.host_only
+def test_peft_loads_our_export_of_an_adapter_with_its_own_biases(tmp_path):
+    torch = pytest.importorskip("torch")
+    peft = pytest.importorskip("peft")
+    from collections import OrderedDict
+    model = adapted_mlp(bias="lora_only")
+    for layer in adapter_layers(model, "grapes").values():
+        layer.bias.data = layer.bias.data + 0.5
+    export_peft(model, tmp_path)
+    nn = torch.nn
+    net = nn.Sequential(OrderedDict(fc1=nn.Linear(6, 8), act1=nn.ReLU(), fc2=nn.Linear(8, 8), act2=nn.ReLU(),
+                                    head=nn.Linear(8, 3)))
+    net.load_state_dict({k: torch.from_numpy(v) for k, v in mlp().state_dict().items()})
+    peft_model = peft.PeftModel.from_pretrained(net, str(tmp_path)).eval()
+    x = np.random.default_rng(2).standard_normal((5, 6)).astype(np.float32)
+    with torch.no_grad():
+        theirs = peft_model(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(theirs, out(model, backend.asarray(x)), rtol=1e-5, atol=1e-6)

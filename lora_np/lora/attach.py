@@ -122,7 +122,6 @@ def _copy_into(layer, path: str, arrays: dict) -> None:
         a = arrays[tname]
         if tuple(a.shape) != tuple(p.shape) or a.dtype != p.dtype:
             raise ValueError(f"{path}.{tname}: this model expects shape {tuple(p.shape)} and dtype "
-                             f"{p.dtype}, "
-                             f"got {tuple(a.shape)} and {a.dtype}")
+                             f"{p.dtype}, got {tuple(a.shape)} and {a.dtype}")
     for tname, p in params.items():
         p.data = backend.asarray(arrays[tname], dtype=arrays[tname].dtype)

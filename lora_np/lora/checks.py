@@ -198,8 +198,7 @@ def read_npz(raw: bytes, expected: dict, path: str) -> dict:
             return {k: _member(z, members[k], k, spec, path) for k, spec in expected.items()}
     except (zipfile.BadZipFile, zlib.error, EOFError, OSError, KeyError) as err:
         raise ValueError(f"{path} is truncated or corrupted and cannot be read ({type(err).__name__}: "
-                         f"{err}); "
-                         "save the adapter again") from err
+                         f"{err}); save the adapter again") from err
 
 
 def _member(z: zipfile.ZipFile, info: zipfile.ZipInfo, key: str, spec: dict, path: str):

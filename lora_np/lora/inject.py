@@ -63,10 +63,9 @@ class LoraConfig:
         validate.boolean(self.dora_exact_grad, "dora_exact_grad", where)
         if self.bias == "all":
             raise ValueError(f"{where}: bias='all' is not supported: it trains every bias of the model in "
-                             "place, "
-                             "so the shared base model changes and disabling the adapter no longer gives it "
-                             "back; "
-                             "use bias='lora_only' (each adapted layer trains its own copy of b0)")
+                             "place, so the shared base model changes and disabling the adapter no longer "
+                             "gives it back; use bias='lora_only' (each adapted layer trains its own "
+                             "copy of b0)")
         validate.choice(self.bias, "bias", BIASES, where)
 
 

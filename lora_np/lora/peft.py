@@ -143,8 +143,7 @@ def check_peft_config(cfg: dict, where: str) -> dict:
     bias = cfg.get("bias", "none")
     if bias not in ("none", "lora_only"):
         raise ValueError(f"{where}: bias={bias!r} is not supported: it trains biases of the shared base "
-                         "model "
-                         "in place; 'none' and 'lora_only' are")
+                         "model in place; 'none' and 'lora_only' are")
     return {"r": validate.positive_int(cfg.get("r"), "r", where),
             "lora_alpha": validate.positive_number(cfg.get("lora_alpha"), "lora_alpha", where),
             "lora_dropout": validate.fraction(cfg.get("lora_dropout") or 0.0, "lora_dropout", where),

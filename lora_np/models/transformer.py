@@ -95,8 +95,7 @@ class TransformerLM(_Trunk):
         T = ids.shape[1]
         if T == 0:
             raise ValueError(f"TransformerLM: ids has shape {tuple(ids.shape)}: every sequence needs at "
-                             "least "
-                             "one token (an empty sequence has nothing to predict from)")
+                             "least one token (an empty sequence has nothing to predict from)")
         if T > self.config.context:
             raise ValueError(f"sequence length {T} is longer than the context ({self.config.context}); "
                              "crop it to the last context tokens")

@@ -32,11 +32,9 @@ def as_rng(rng) -> backend.Rng:
 def check_features(x, d_in: int, dtype, where: str) -> None:
     """Raise a clear error if ``x`` is not an array of the model's backend, width and dtype."""
     if not backend.is_array(x):
-        raise TypeError(f"{where}: x must be an array (use lora_np.backend.asarray), "
-                        f"got {type(x).__name__}")
+        raise TypeError(f"{where}: x must be an array (use lora_np.backend.asarray), got {type(x).__name__}")
     if x.ndim < 1 or x.shape[-1] != d_in:
-        raise ValueError(f"{where}: x must have {d_in} features in its last axis, "
-                         f"got shape {tuple(x.shape)}")
+        raise ValueError(f"{where}: x must have {d_in} features in its last axis, got shape {tuple(x.shape)}")
     if x.dtype != dtype:
         raise TypeError(f"{where}: x has dtype {x.dtype} but the weights are {dtype}; "
                         f"convert it with x.astype({dtype.name!r})")
@@ -259,8 +257,7 @@ class SoftmaxCrossEntropy(Module):
                                 if backend.is_array(labels) else type(labels).__name__))
         lo, hi, C = int(labels.min()), int(labels.max()), logits.shape[-1]
         if lo < 0 or hi >= C:
-            raise ValueError(f"labels must lie in [0, {C - 1}] for {C} classes, "
-                             f"found values in [{lo}, {hi}]")
+            raise ValueError(f"labels must lie in [0, {C - 1}] for {C} classes, found values in [{lo}, {hi}]")
         loss, cache = F.softmax_cross_entropy_forward(logits.reshape(-1, C), labels.reshape(-1))
         self._cache = (cache, logits.shape)
         return loss

@@ -73,8 +73,8 @@ def check_lora_args(r, alpha, d_in: int, d_out: int, where: str = "LoRA") -> int
     be = break_even_rank(d_in, d_out)
     if r >= be:
         warnings.warn(f"{where}: r={r} is at or above the break-even rank {be:.1f} for a {d_out}x{d_in} "
-                      "weight: "
-                      f"the adapter has {r * (d_in + d_out)} parameters, the weight itself {d_in * d_out}",
+                      f"weight: the adapter has {r * (d_in + d_out)} parameters, the weight itself "
+                      f"{d_in * d_out}",
                       LoRARankWarning, stacklevel=5)
     return r
 
@@ -134,7 +134,7 @@ class LoRALayer(Module):
             self.owns_bias = True
 
     def _check_rank(self, r, alpha, base) -> int:
-        """LoRA's rules: 1 ≤ r ≤ min(d_in, d_out), alpha > 0, a warning at the break-even rank."""
+        """LoRA's rules: r a positive integer and alpha > 0; a warning at or above the break-even rank."""
         return check_lora_args(r, alpha, base.weight.shape[1], base.weight.shape[0], where=self.name)
 
     def _scaling(self) -> float:
@@ -148,7 +148,7 @@ class LoRALayer(Module):
 
     @property
     def b0(self):
-        """The frozen bias array (d_out,), or None."""
+        """The bias array b0 (d_out,) (frozen, unless the adapter trains its own), or None."""
         return self.bias.data if self.bias is not None else None
 
     @property
