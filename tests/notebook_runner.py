@@ -72,7 +72,8 @@ class _Recorder:
         comm, data = content.get("comm_id"), content.get("data") or {}
         if kind == "comm_open" and content.get("target_name") == "jupyter.widget":
             state = dict(data.get("state", {}))
-            self.widgets[comm] = {"model_name": state.get("_model_name"), "model_module": state.get("_model_module"),
+            self.widgets[comm] = {"model_name": state.get("_model_name"),
+                                  "model_module": state.get("_model_module"),
                                   "model_module_version": state.get("_model_module_version"), "state": state}
             self._buffers(comm, data, buffers)
         elif kind == "comm_msg" and comm in self.widgets and data.get("method") in ("update", "echo_update"):
@@ -114,7 +115,8 @@ def execute(path, save: bool = False, timeout: int = CELL_TIMEOUT_S):
                 cell.outputs, cell.execution_count = [], None
                 continue
             record = _Recorder(widgets)
-            reply = kc.execute_interactive(cell.source, timeout=timeout, output_hook=record, allow_stdin=False)
+            reply = kc.execute_interactive(cell.source, timeout=timeout, output_hook=record,
+                                           allow_stdin=False)
             content = reply["content"]
             if content["status"] != "ok":
                 trace = "\n".join(content.get("traceback", []))
@@ -128,7 +130,8 @@ def execute(path, save: bool = False, timeout: int = CELL_TIMEOUT_S):
     if save:
         nb.metadata.pop("widgets", None)
         if widgets:
-            nb.metadata["widgets"] = {WIDGET_STATE: {"state": widgets, "version_major": 2, "version_minor": 0}}
+            nb.metadata["widgets"] = {WIDGET_STATE: {"state": widgets, "version_major": 2,
+                                                     "version_minor": 0}}
         nbformat.write(nb, path)
     return nb
 
