@@ -228,6 +228,20 @@ def test_peft_export_keeps_the_other_files_of_the_folder(tmp_path, X):
 # --------------------------------------------------------------------------- bad PEFT adapters
 
 
+def assert_refused(folder, source, change_config, change_tensors, error):
+    """Export ``source``, damage the export as told, and check the import is refused as ``error`` says,
+    leaving the model as it was."""
+    export_peft(source, folder)
+    if change_config:
+        edit_config(folder, change_config)
+    if change_tensors:
+        edit_tensors(folder, change_tensors)
+    model = mlp()
+    with pytest.raises(ValueError, match=error):
+        import_peft(model, folder)
+    assert untouched(model)
+
+
 @pytest.mark.parametrize("change_config, change_tensors, error", [
     (lambda c: c.update(peft_type="PREFIX_TUNING"), None, r"peft_type must be 'LORA', got 'PREFIX_TUNING'"),
     (lambda c: c.update(fan_in_fan_out=True), None,
@@ -259,15 +273,7 @@ def test_peft_export_keeps_the_other_files_of_the_folder(tmp_path, X):
 ], ids=["type", "fan_in_fan_out", "dora", "bias", "rank_pattern", "pissa", "r", "nowhere", "kind", "suffix",
         "pair", "shape", "dtype"])
 def test_bad_peft_adapters_are_named(tmp_path, change_config, change_tensors, error):
-    export_peft(adapted_mlp(), tmp_path)
-    if change_config:
-        edit_config(tmp_path, change_config)
-    if change_tensors:
-        edit_tensors(tmp_path, change_tensors)
-    model = mlp()
-    with pytest.raises(ValueError, match=error):
-        import_peft(model, tmp_path)
-    assert untouched(model)
+    assert_refused(tmp_path, adapted_mlp(), change_config, change_tensors, error)
 
 
 # --------------------------------------------------------------------------- the config's allow-list
@@ -465,15 +471,7 @@ def test_a_lora_only_bias_on_another_adapter_leaves_the_base_bias(tmp_path, X):
      r"adapter_model.safetensors: 'head' has no lora_A tensor"),
 ], ids=["all", "none-with-bias", "missing", "shape", "bias-without-adapter"])
 def test_bad_biases_are_named(tmp_path, change_config, change_tensors, error):
-    export_peft(biased_mlp(), tmp_path)
-    if change_config:
-        edit_config(tmp_path, change_config)
-    if change_tensors:
-        edit_tensors(tmp_path, change_tensors)
-    model = mlp()
-    with pytest.raises(ValueError, match=error):
-        import_peft(model, tmp_path)
-    assert untouched(model)
+    assert_refused(tmp_path, biased_mlp(), change_config, change_tensors, error)
 
 
 # --------------------------------------------------------------------------- NaN and inf
@@ -529,18 +527,24 @@ def test_exporting_a_non_finite_adapter_is_refused_and_writes_nothing(tmp_path):
 # --------------------------------------------------------------------------- PEFT itself
 
 
+def torch_mlp(torch):
+    """The same MLP in PyTorch, with mlp()'s weights: torch.nn.Sequential names its layers as ours."""
+    from collections import OrderedDict
+    nn = torch.nn
+    net = nn.Sequential(OrderedDict(fc1=nn.Linear(6, 8), act1=nn.ReLU(), fc2=nn.Linear(8, 8), act2=nn.ReLU(),
+                                    head=nn.Linear(8, 3)))
+    net.load_state_dict({k: torch.from_numpy(v) for k, v in mlp().state_dict().items()})
+    return net
+
+
 @pytest.mark.host_only
 def test_peft_loads_our_export(tmp_path):
     """PEFT itself (PyTorch) loads our export onto the same MLP and gives our outputs."""
     torch = pytest.importorskip("torch")
     peft = pytest.importorskip("peft")
-    from collections import OrderedDict
     model = adapted_mlp()
     export_peft(model, tmp_path)
-    nn = torch.nn
-    net = nn.Sequential(OrderedDict(fc1=nn.Linear(6, 8), act1=nn.ReLU(), fc2=nn.Linear(8, 8), act2=nn.ReLU(),
-                                    head=nn.Linear(8, 3)))
-    net.load_state_dict({k: torch.from_numpy(v) for k, v in mlp().state_dict().items()})
+    net = torch_mlp(torch)
     peft_model = peft.PeftModel.from_pretrained(net, str(tmp_path)).eval()
     x = np.random.default_rng(0).standard_normal((5, 6)).astype(np.float32)
     with torch.no_grad():
@@ -556,11 +560,7 @@ def test_an_adapter_trained_by_peft_with_its_own_biases_imports_with_the_same_ou
     """PEFT writes an adapter with bias="lora_only" (random A, B and changed biases); we import it."""
     torch = pytest.importorskip("torch")
     peft = pytest.importorskip("peft")
-    from collections import OrderedDict
-    nn = torch.nn
-    net = nn.Sequential(OrderedDict(fc1=nn.Linear(6, 8), act1=nn.ReLU(), fc2=nn.Linear(8, 8), act2=nn.ReLU(),
-                                    head=nn.Linear(8, 3)))
-    net.load_state_dict({k: torch.from_numpy(v) for k, v in mlp().state_dict().items()})
+    net = torch_mlp(torch)
     config = peft.LoraConfig(r=2, lora_alpha=3, target_modules=["fc1", "fc2"], bias="lora_only",
                              init_lora_weights=False)                    # B random too: not a no-op
     peft_model = peft.get_peft_model(net, config)
@@ -580,15 +580,11 @@ def test_an_adapter_trained_by_peft_with_its_own_biases_imports_with_the_same_ou
 def test_peft_loads_our_export_of_an_adapter_with_its_own_biases(tmp_path):
     torch = pytest.importorskip("torch")
     peft = pytest.importorskip("peft")
-    from collections import OrderedDict
     model = adapted_mlp(bias="lora_only")
     for layer in adapter_layers(model, "grapes").values():
         layer.bias.data = layer.bias.data + 0.5
     export_peft(model, tmp_path)
-    nn = torch.nn
-    net = nn.Sequential(OrderedDict(fc1=nn.Linear(6, 8), act1=nn.ReLU(), fc2=nn.Linear(8, 8), act2=nn.ReLU(),
-                                    head=nn.Linear(8, 3)))
-    net.load_state_dict({k: torch.from_numpy(v) for k, v in mlp().state_dict().items()})
+    net = torch_mlp(torch)
     peft_model = peft.PeftModel.from_pretrained(net, str(tmp_path)).eval()
     x = np.random.default_rng(2).standard_normal((5, 6)).astype(np.float32)
     with torch.no_grad():
