@@ -31,8 +31,9 @@ together; deferring it only hides the cycle from the interpreter). The rules:
 optim; train; data; experiments; viz; widgets (the list's "viz/, widgets/", in the order in which
 they import each other). A module imports its own layer or lower ones. Modules the list does not
 name: ``emulated`` (beside the backend), ``version`` and ``tables`` (text tables over ``validate``)
-on the lowest layer; ``gradcheck`` (checks modules) on nn's; ``demo``, ``__main__`` and the package's
-``__init__`` above everything, as the entry points that nothing of ours imports.
+on the lowest layer; ``gradcheck`` (checks modules) on nn's; ``course`` (the notebooks' checkers)
+above the widgets; ``demo``, ``__main__`` and the package's ``__init__`` above everything, as the
+entry points that nothing of ours imports.
 """
 from __future__ import annotations
 
@@ -183,6 +184,7 @@ LAYERS = [                                   # lowest first; a module may import
     ("experiments", ["experiments"]),
     ("viz", ["viz"]),
     ("widgets", ["widgets"]),                                       # dashboards over viz's figures
+    ("course", ["course"]),                                         # the notebooks' checkers and exercises
     ("entry points", ["", "demo", "__main__"]),                     # "": the package's __init__
 ]
 
