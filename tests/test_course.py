@@ -280,3 +280,19 @@ def test_show_solution_refuses_an_unknown_name():
 def test_the_notebooks_placeholder_says_no_answer_yet():
     feedback = check_exercise("delta_w_rank", None)
     assert not feedback.passed and "no answer yet" in str(feedback)
+
+
+def test_notebooks_register_their_exercises_once_and_choice_questions_explain_wrong_options():
+    from lora_np.course.exercises import EXERCISES, Exercise, choice_of, register
+    check = choice_of("b", options={"a": "no: r bounds the rank", "b": "", "c": "no: ΔW starts at zero"},
+                      right="yes: rank(B A) ≤ r")
+    assert check("B") == (True, "yes: rank(B A) ≤ r") and check("a") == (False, "no: r bounds the rank")
+    assert check("d")[0] is False and check(2)[0] is False
+    name = "test_only_choice"
+    register({name: Exercise("Which?", "b", check, "Because.")})
+    try:
+        assert check_exercise(name, "b").passed and not check_exercise(name, "c").passed
+        with pytest.raises(ValueError, match="are taken"):
+            register({name: EXERCISES[name]})
+    finally:
+        del EXERCISES[name]

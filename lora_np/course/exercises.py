@@ -10,8 +10,10 @@ Every right answer is computed here from the quantities in its question, never t
 * trainable parameters of one adapter: |A| + |B| = r·d_in + d_out·r = r·(d_in + d_out);
 * rank(ΔW) = rank(B A) ≤ min(rank B, rank A) ≤ min(r, d_in, d_out).
 
-To add an exercise, add an :class:`Exercise` to ``EXERCISES``; :func:`numeric` builds the checker of a
-number with its common wrong values.
+To add exercises, a notebook's module (``lora_np/course/notebook01.py``, say) builds
+:class:`Exercise` objects (:func:`numeric` builds the checker of a number with its common wrong
+values, :func:`yes_no` and :func:`choice_of` those of a question) and calls :func:`register`;
+``lora_np/course/__init__.py`` imports every such module.
 """
 from __future__ import annotations
 
@@ -64,6 +66,17 @@ def yes_no(answer: bool, *, right: str, wrong: str) -> Callable:
         if not isinstance(value, bool):
             return False, f"answer True or False, not a {type(value).__name__}"
         return (True, right) if value == answer else (False, wrong)
+    return check
+
+
+def choice_of(answer: str, *, options: dict, right: str) -> Callable:
+    """The checker of a multiple-choice question: ``options`` maps each letter to the reason that
+    option is wrong (the right letter's entry is unused); an unknown letter is refused."""
+    def check(value):
+        if not isinstance(value, str) or value.strip().lower() not in options:
+            return False, f"answer one of {sorted(options)}, as a string"
+        value = value.strip().lower()
+        return (True, right) if value == answer else (False, options[value])
     return check
 
 
@@ -184,6 +197,16 @@ EXERCISES: dict[str, Exercise] = {
                   f"At initialisation B = 0, so ΔW = 0 has rank 0."),
     ),
 }
+
+
+def register(exercises: dict) -> None:
+    """Add a notebook's exercises (``{name: Exercise}``) to :data:`EXERCISES`; a name is used once."""
+    taken = sorted(set(exercises) & set(EXERCISES))
+    if taken:
+        raise ValueError(f"register: exercise names {taken} are taken")
+    if not all(isinstance(e, Exercise) for e in exercises.values()):
+        raise ValueError("register: exercises must map names to Exercise objects")
+    EXERCISES.update(exercises)
 
 
 def exercise(name: str) -> Exercise:

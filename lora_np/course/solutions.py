@@ -42,7 +42,6 @@ def lora_backward(dy, cache):
     return dx, dA, dB
 
 
-SOLUTIONS = ("lora_pair", *EXERCISES)
 
 
 def show_solution(name: str) -> None:
@@ -51,7 +50,7 @@ def show_solution(name: str) -> None:
 
     Printing works the same in JupyterLab, in a terminal and in an executed notebook.
     """
-    name = validate.choice(name, "name", SOLUTIONS, where="show_solution")
+    name = validate.choice(name, "name", ("lora_pair", *EXERCISES), where="show_solution")
     if name == "lora_pair":
         print("# Reference solution (lora_np/course/solutions.py)\n")
         print(inspect.getsource(lora_forward))
