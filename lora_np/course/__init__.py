@@ -9,7 +9,7 @@
 
 Every checker returns a :class:`Feedback` (``passed``, ``lines``; printing shows one ✓/✗ line per check).
 """
-from . import notebook00, notebook01, notebook05, notebook06, notebook07    # each registers its exercises
+from . import notebook00, notebook01, notebook05, notebook06, notebook07  # each registers its exercises
 from .exercises import EXERCISES, Exercise, check_exercise, exercise
 from .feedback import Feedback
 from .pair import check_lora_pair
