@@ -15,14 +15,36 @@ pytestmark = pytest.mark.host_only
 ATTEMPTS = 2
 
 
-def run_notebook(path: pathlib.Path) -> None:
+# Where each notebook's text says its controls start, which is where Run All must leave them:
+# {notebook: {control's description: value}} (a selection slider's value is its label).
+CONTROLS = {
+    "02_lora_on_fruit": {"LoRA rank r": "4"},
+}
+
+
+def run_notebook(path: pathlib.Path):
     for attempt in range(ATTEMPTS):
         try:
-            execute(path)
-            return
+            return execute(path)
         except TimeoutError:
             if attempt == ATTEMPTS - 1:
                 raise
+
+
+def control_values(nb) -> dict:
+    """{description: value} of the notebook's sliders and dropdowns, from its saved widget state."""
+    saved = nb.metadata.get("widgets", {}).get("application/vnd.jupyter.widget-state+json", {})
+    state = saved.get("state", {})
+    values = {}
+    for model in state.values():
+        s = model["state"]
+        if "description" not in s or not s["description"]:
+            continue
+        if "_options_labels" in s and s.get("index") is not None:
+            values[s["description"]] = s["_options_labels"][s["index"]]
+        elif "value" in s:
+            values[s["description"]] = s["value"]
+    return values
 
 
 def test_notebooks_are_found():
@@ -30,8 +52,11 @@ def test_notebooks_are_found():
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_notebook_runs_top_to_bottom(path):
-    run_notebook(path)
+def test_notebook_runs_top_to_bottom_and_leaves_its_controls_where_the_text_starts_them(path):
+    nb = run_notebook(path)
+    values = control_values(nb)
+    for control, expected in CONTROLS.get(path.stem, {}).items():
+        assert values.get(control) == expected, f"{path.name}: {control!r} ends at {values.get(control)!r}"
 
 
 def test_a_failing_cell_fails_the_run(tmp_path):

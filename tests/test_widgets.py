@@ -8,7 +8,7 @@ import math
 
 import pytest
 
-from lora_np import backend
+from lora_np import backend, viz
 from lora_np.data import CharVocab, make_fruit_task, style_markers
 from lora_np.experiments import (
     VARIANT_RUNS,
@@ -186,6 +186,21 @@ def test_lora_rank_explorer_records_each_redraw():
     assert _open_figures() == before
     assert all(p.trainable for p in base.parameters())           # base untouched: finetune works on copies
     assert sum(1 for n, _ in base.named_parameters() if "lora" in n) == 0
+
+
+def test_the_rank_outcomes_panel_shows_held_out_accuracy_and_recall_on_an_honest_axis():
+    import matplotlib.pyplot as plt
+    from types import SimpleNamespace
+    runs = [SimpleNamespace(r=r, accuracy=a, grape_recall=g, trainable=t)
+            for r, a, g, t in ((4, 0.93, 0.89, 3152), (1, 0.91, 0.80, 788), (16, 0.93, 0.82, 12608))]
+    fig = viz.plot_rank_outcomes(runs, r=4, chance=0.1)
+    ax = fig.axes[0]
+    acc, recall = ax.get_lines()[:2]
+    assert list(acc.get_xdata()) == [1, 4, 16] and list(recall.get_ydata()) == [80.0, 89.0, 82.0]
+    assert ax.get_ylim() == (0, 105)                                  # from 0, not zoomed
+    assert {t.get_text() for t in ax.texts} == {"788", "3,152", "12,608"}
+    assert any(line.get_ydata()[0] == 10.0 for line in ax.get_lines())    # the chance floor
+    plt.close(fig)
 
 
 def test_lora_rank_explorer_rejects_r_outside_ranks():

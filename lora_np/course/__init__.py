@@ -9,7 +9,14 @@
 
 Every checker returns a :class:`Feedback` (``passed``, ``lines``; printing shows one ✓/✗ line per check).
 """
-from . import notebook00, notebook01, notebook05, notebook06, notebook07  # each registers its exercises
+from . import (  # each registers its exercises
+    notebook00,
+    notebook01,
+    notebook02,
+    notebook05,
+    notebook06,
+    notebook07,
+)
 from .exercises import EXERCISES, Exercise, check_exercise, exercise
 from .feedback import Feedback
 from .pair import check_lora_pair
@@ -17,4 +24,4 @@ from .solutions import lora_backward, lora_forward, show_solution
 
 __all__ = ["check_lora_pair", "check_exercise", "show_solution", "lora_forward", "lora_backward",
            "Feedback", "Exercise", "EXERCISES", "exercise",
-           "notebook00", "notebook01", "notebook05", "notebook06", "notebook07"]
+           "notebook00", "notebook01", "notebook02", "notebook05", "notebook06", "notebook07"]

@@ -22,13 +22,13 @@ from .figures import (
 )
 from .intrinsic import plot_intrinsic_sweep, plot_normalized_sweeps, plot_pretraining_study, plot_width_study
 from .peft_methods import plot_peft_comparison, plot_peft_latency, plot_peft_params, plot_peft_tradeoff
-from .ranks import plot_planted_sweep, plot_scaling
+from .ranks import plot_planted_sweep, plot_rank_outcomes, plot_scaling
 from .update_geometry import plot_amplification, plot_delta_spectra, plot_similarity
 
 __all__ = ["smooth", "plot_loss_curves", "plot_rank_sweep", "plot_confusion", "plot_lowrank",
            "plot_singular_values", "plot_lowrank_error_curve", "plot_table5", "plot_style_strength",
            "plot_blend", "plot_blend_rank", "plot_variants", "plot_harvest_accuracy",
-           "plot_parameter_budget", "plot_memory", "plot_planted_sweep", "plot_scaling",
+           "plot_parameter_budget", "plot_memory", "plot_planted_sweep", "plot_scaling", "plot_rank_outcomes",
            "plot_peft_tradeoff", "plot_peft_latency", "plot_peft_params", "plot_peft_comparison",
            "plot_intrinsic_sweep", "plot_normalized_sweeps", "plot_width_study", "plot_pretraining_study",
            "plot_delta_spectra", "plot_similarity", "plot_amplification"]

@@ -1,4 +1,5 @@
-"""Figures of notebook 05's rank experiments: the planted-rank knee and the scaling rules."""
+"""Figures of the rank experiments: notebook 05's planted-rank knee and scaling rules, and what each
+rank buys on held-out fruit (notebook 02's rank dashboard)."""
 from __future__ import annotations
 
 import numpy as _host_np  # plotting happens on the host
@@ -81,3 +82,37 @@ def plot_scaling(sweeps: dict, axes=None, window: int = 10, epoch: int = 1):
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def plot_rank_outcomes(runs, r: int | None = None, ax=None, chance: float | None = None):
+    """What a rank buys on held-out data: accuracy and grape recall against r, for the runs so far.
+
+    ``runs``: fine-tuning results with ``.r``, ``.accuracy``, ``.grape_recall`` and ``.trainable``;
+    each point is labelled with its trainable count. ``r`` is circled; ``chance`` (a fraction) is
+    drawn as a floor line. The axis runs from 0 to 100%, so a few points' difference looks its size.
+    """
+    if ax is None:
+        import matplotlib.pyplot as plt
+        ax = plt.subplots(figsize=(6, 4))[1]
+    runs = sorted((run for run in runs if run.r is not None), key=lambda run: run.r)
+    rs = [run.r for run in runs]
+    acc = [100 * run.accuracy for run in runs]
+    recall = [100 * run.grape_recall for run in runs]
+    ax.plot(rs, acc, "o-", color="C0", label="accuracy (held-out new harvest)")
+    ax.plot(rs, recall, "s-", color="C2", label="grape recall (held-out)")
+    for run, a in zip(runs, acc, strict=True):
+        ax.annotate(f"{run.trainable:,}", (run.r, a), textcoords="offset points", xytext=(0, 7),
+                    ha="center", fontsize=7, color="C0")
+    if r in rs:
+        i = rs.index(r)
+        ax.plot([r, r], [acc[i], recall[i]], "o", ms=13, mfc="none", mec="k", label=f"r = {r} (the slider)")
+    if chance is not None:
+        ax.axhline(100 * chance, color="gray", ls=":", label="chance")
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(rs, [str(k) for k in rs])
+    ax.set_ylim(0, 105)
+    ax.set_xlabel("LoRA rank r (numbers above the points: trainable parameters)")
+    ax.set_ylabel("% on the held-out new harvest")
+    ax.set_title("What each rank buys on held-out fruit")
+    ax.legend(loc="lower right", fontsize=8)
+    return ax.figure
