@@ -189,8 +189,9 @@ def test_lora_rank_explorer_records_each_redraw():
 
 
 def test_the_rank_outcomes_panel_shows_held_out_accuracy_and_recall_on_an_honest_axis():
-    import matplotlib.pyplot as plt
     from types import SimpleNamespace
+
+    import matplotlib.pyplot as plt
     runs = [SimpleNamespace(r=r, accuracy=a, grape_recall=g, trainable=t)
             for r, a, g, t in ((4, 0.93, 0.89, 3152), (1, 0.91, 0.80, 788), (16, 0.93, 0.82, 12608))]
     fig = viz.plot_rank_outcomes(runs, r=4, chance=0.1)
