@@ -27,12 +27,12 @@ def test_lora_on_q_and_v_recovers_full_finetuning_on_images(image_run, backend_n
     task, base, hist, runs = image_run(backend_name)
     assert hist.val_accuracy[-1] > 0.9                              # pretraining works on source images
     labels = [r.label for r in runs]
-    assert labels == ["Wq r=8", "Wq,Wv r=4", "Wq,Wk,Wv,Wo r=2", "full"]
-    assert len({r.trainable for r in runs[:3]}) == 1                # the same budget
-    qv, full = runs[1], runs[-1]
+    assert labels == ["Wq r=8", "Wv r=8", "Wq,Wv r=4", "Wq,Wk,Wv,Wo r=2", "full"]
+    assert len({r.trainable for r in runs[:4]}) == 1                # the same budget
+    qv, full = runs[2], runs[-1]
     assert qv.percent < 5.0
     assert qv.accuracy >= 0.90 * full.accuracy, (qv.accuracy, full.accuracy)
-    assert runs[0].accuracy < qv.accuracy                           # one matrix at r=8 loses to two at r=4
+    assert runs[0].accuracy < min(r.accuracy for r in runs[1:4])    # W_q alone is the worst place to spend it
 
 
 def test_style_adapters_change_character_statistics():

@@ -5,8 +5,8 @@
 >>> table5(base, task)          # the LoRA paper's Table 5, in miniature: which projections to adapt
 
 The LoRA paper (Hu et al., 2021, Table 5) fixes a budget of trainable parameters and asks where
-to spend it: W_q alone at rank 8, W_q and W_v at rank 4, or all four projections at rank 2. Each
-uses 2 · r · d per adapted matrix per block, so all three cost the same.
+to spend it: W_q alone or W_v alone at rank 8, W_q and W_v at rank 4, or all four projections at
+rank 2. Each uses 2 · r · d per adapted matrix per block, so all four settings cost the same.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from ..train import fit, progress_bar
 from .finetune import finetune
 
 VIT_CONFIG = dict(d_model=48, n_heads=4, n_layers=2, patch_size=4, pooling="mean")
-TABLE5 = ((("q",), 8), (("q", "v"), 4), (("q", "k", "v", "o"), 2))
+TABLE5 = ((("q",), 8), (("v",), 8), (("q", "v"), 4), (("q", "k", "v", "o"), 2))
 
 
 def pretrain_vit(task, config: TransformerConfig | None = None, epochs: int = 8, lr: float = 2e-3,
