@@ -196,31 +196,34 @@ WRONG_ANSWERS = {
     "fits_24gb": [True],
     "lora_params_fc1_r4": [80, 1024, 5120, 1360, 999, 2000, 1104.5],
     "delta_w_rank": [256, 2, 8, 65536],
-}
+    "predict_r16_recall": ["a", "c"],
+}                                       # shared and notebook 02; each notebook's test file checks its own
 
 
 def forms(answer) -> list[str]:
     """How the right answer could show up in a text: as written, and rounded."""
     if isinstance(answer, bool):
         return [str(answer)]
+    if isinstance(answer, str):                                     # a letter: quoted, or in parentheses
+        return [f"'{answer}'", f"({answer})", f'"{answer}"']
     out = [str(answer), str(round(answer))]
     if not float(answer).is_integer():
         out += [f"{answer:.1f}", f"{answer:.2f}"]
     return out
 
 
-def test_every_exercise_has_wrong_answers_to_test():
-    assert set(WRONG_ANSWERS) == set(EXERCISES)
+def test_the_shared_and_notebook_02_exercises_are_registered():
+    assert set(WRONG_ANSWERS) <= set(EXERCISES)
 
 
-@pytest.mark.parametrize("name", sorted(EXERCISES))
+@pytest.mark.parametrize("name", sorted(WRONG_ANSWERS))
 def test_an_exercise_accepts_the_right_answer(name):
     answer = EXERCISES[name].answer
     fb = check_exercise(name, answer)
     assert fb.passed and fb.lines[0].startswith(f"✓ {name}: right"), str(fb)
 
 
-@pytest.mark.parametrize("name", sorted(EXERCISES))
+@pytest.mark.parametrize("name", sorted(WRONG_ANSWERS))
 def test_a_wrong_answer_is_rejected_with_a_reason_and_without_the_answer(name):
     answer = EXERCISES[name].answer
     for wrong in WRONG_ANSWERS[name]:

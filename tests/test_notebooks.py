@@ -18,6 +18,7 @@ ATTEMPTS = 2
 # Where each notebook's text says its controls start, which is where Run All must leave them:
 # {notebook: {control's description: value}} (a selection slider's value is its label).
 CONTROLS = {
+    "01_rank_decomposition": {"rank r": 1},
     "02_lora_on_fruit": {"LoRA rank r": "4"},
 }
 

@@ -15,7 +15,7 @@ register({
             "b": "",
             "c": "no: a larger r can always do what a smaller one does (set the extra rows of A to zero); "
                  "training does not forget how to undo the shift"},
-            right="yes: the shift has rank 2, so past r ≈ 2–4 the extra rank fits the training fruit, "
+            right="right: the shift has rank 2, so past r ≈ 2–4 the extra rank fits the training fruit, "
                   "not the new harvest; training loss falls, held-out recall does not follow"),
         solution="The new harvest differs from the old by a rank-2 shift of the features. LoRA at r = 2 can "
                  "already undo it; a larger r adds capacity that only fits the 500 labelled fruit more "
