@@ -101,7 +101,8 @@ def execute(path, save: bool = False, timeout: int = CELL_TIMEOUT_S):
     """Run every code cell of ``path`` in a new kernel started in the notebook's folder.
 
     Raises :class:`NotebookError` at the first cell that raises, ``TimeoutError`` for a cell over
-    ``timeout`` seconds. With ``save``, writes the outputs, execution counts and widget state back.
+    ``timeout`` seconds. Returns the executed notebook, with this run's outputs, execution counts and
+    widget state; with ``save``, also writes it back to ``path``.
     """
     path = pathlib.Path(path)
     nb = nbformat.read(path, as_version=4)
@@ -127,11 +128,10 @@ def execute(path, save: bool = False, timeout: int = CELL_TIMEOUT_S):
     finally:
         kc.stop_channels()
         km.shutdown_kernel(now=True)
+    nb.metadata.pop("widgets", None)                   # the state this run left, not the file's
+    if widgets:
+        nb.metadata["widgets"] = {WIDGET_STATE: {"state": widgets, "version_major": 2, "version_minor": 0}}
     if save:
-        nb.metadata.pop("widgets", None)
-        if widgets:
-            nb.metadata["widgets"] = {WIDGET_STATE: {"state": widgets, "version_major": 2,
-                                                     "version_minor": 0}}
         nbformat.write(nb, path)
     return nb
 
