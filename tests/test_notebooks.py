@@ -20,6 +20,7 @@ ATTEMPTS = 2
 CONTROLS = {
     "01_rank_decomposition": {"rank r": 1},
     "02_lora_on_fruit": {"LoRA rank r": "4"},
+    "06_intrinsic_dimension": {"subspace d": "64"},
     "07_adapters_prefix_lora": {"size k": "4"},
 }
 

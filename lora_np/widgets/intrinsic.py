@@ -1,5 +1,8 @@
 """Notebook 06's dashboard: a slider for the subspace dimension d; each new d is trained (seeded,
-about 0.1-0.3 s) and cached, and the accuracy-against-d curve grows as the learner explores."""
+about 0.1-0.3 s) and cached, and the accuracy-against-d curve grows as the learner explores.
+
+By default the slider offers :data:`EXPLORER_DIMS`: the sweep's d (:data:`DIMS`, cached when a sweep is
+passed) and the d between them, which no sweep covered and which are trained when first chosen."""
 from __future__ import annotations
 
 from ..experiments.finetune import finetune
@@ -8,16 +11,21 @@ from ..train import evaluate
 from ..viz.intrinsic import plot_intrinsic_sweep
 from .base import Dashboard, _choice_slider, _figure, _show
 
+# DIMS (16 ... 512, doubling) and a point between each two, plus 8 below: d the default sweep never trains
+EXPLORER_DIMS = tuple(sorted({8, *DIMS, *(3 * d // 2 for d in DIMS[:-1])}))
+
 
 class IntrinsicDimensionExplorer(Dashboard):
     """Train ``base`` in a random d-dimensional subspace for the d on the slider; draw every d so far.
 
     ``.results[d]`` caches each run; ``.sweep`` is an :class:`IntrinsicSweep` of the d tried so far
     (so its ``d_int90`` is interpolated between those). A ``sweep`` passed in seeds the cache (and
-    its full fine-tuning accuracy is reused); otherwise full fine-tuning is run once here.
+    its full fine-tuning accuracy is reused); otherwise full fine-tuning is run once here. A d on the
+    slider that is not in the cache is trained with :func:`subspace_finetune` when it is chosen, then
+    cached; each record says which (``cached``, and ``seconds`` of training).
     """
 
-    def __init__(self, base, task, dims=DIMS, d: int = 64, said: bool = False, seed: int = 0,
+    def __init__(self, base, task, dims=EXPLORER_DIMS, d: int = 64, said: bool = False, seed: int = 0,
                  sweep: IntrinsicSweep | None = None, **subspace_kwargs):
         slider = _choice_slider("intrinsic_dimension_explorer", "d", d, dims, "dims", "subspace d")
         dims = slider.options
@@ -76,14 +84,16 @@ class IntrinsicDimensionExplorer(Dashboard):
         return record
 
 
-def intrinsic_dimension_explorer(base, task, dims=DIMS, d: int = 64, said: bool = False, seed: int = 0,
-                                 sweep: IntrinsicSweep | None = None,
+def intrinsic_dimension_explorer(base, task, dims=EXPLORER_DIMS, d: int = 64, said: bool = False,
+                                 seed: int = 0, sweep: IntrinsicSweep | None = None,
                                  **subspace_kwargs) -> IntrinsicDimensionExplorer:
     """A slider over ``dims`` that fine-tunes ``base`` on ``task`` in a random d-dimensional subspace
     and redraws.
 
-    ``sweep``: an :func:`intrinsic_dimension_sweep` of the same base and task to start from (its
-    points are shown at once). ``epochs``, ``lr`` and ``batch_size`` go to :func:`subspace_finetune`.
+    ``dims``: the slider's d (default :data:`EXPLORER_DIMS`: 8 to 512, the default sweep's d and the d
+    between them, so that some are always new). ``sweep``: an :func:`intrinsic_dimension_sweep` of the
+    same base and task to start from (its points are shown at once, the other d are trained when
+    chosen). ``epochs``, ``lr`` and ``batch_size`` go to :func:`subspace_finetune`.
     """
     return IntrinsicDimensionExplorer(base, task, dims=dims, d=d, said=said, seed=seed, sweep=sweep,
                                       **subspace_kwargs)
