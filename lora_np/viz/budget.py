@@ -9,6 +9,9 @@ from .figures import _axes
 
 _PART_LABELS = {"weights": "weights", "gradients": "gradients", "optimizer": "optimizer state",
                 "master": "master copies (fp32)"}
+GIB = 2 ** 30
+# GPU memory, (name, bytes): a "24 GB" RTX 4090 holds 24 GiB, an "80 GB" A100 80 GiB (24,576 and 81,920 MiB)
+GPU_CARDS = (("RTX 4090", 24 * GIB), ("A100", 80 * GIB))
 
 
 def plot_parameter_budget(budget: ParameterBudget, r: int | None = None, ax=None):
@@ -50,12 +53,25 @@ def plot_parameter_budget(budget: ParameterBudget, r: int | None = None, ax=None
     return fig
 
 
+def _cards_to_draw(cards, top: float) -> list:
+    """The cards worth a line next to bars up to ``top`` bytes: none for a model under 1 GiB; else every
+    card smaller than ``top`` and the smallest one above it (the first that would hold the taller bar)."""
+    if top < GIB:
+        return []
+    cards = sorted(cards, key=lambda card: card[1])
+    above = [card for card in cards if card[1] >= top]
+    return [card for card in cards if card[1] < top] + above[:1]
+
+
 def plot_memory(breakdown_full: MemoryBreakdown, breakdown_lora: MemoryBreakdown, ax=None,
-                binary: bool = True):
-    """Stacked bars of training memory (weights / gradients / optimizer state / master copies).
+                binary: bool = True, cards=GPU_CARDS):
+    """Stacked bars of training memory (weights / gradients / optimizer state / master copies), with a
+    horizontal line for each GPU's memory in ``cards`` (``(name, bytes)`` pairs; default an RTX 4090's
+    24 GiB and an A100's 80 GiB).
 
     The unit (GiB for real models, KiB for the fruit MLP) is the one that suits the larger total;
-    each bar carries its total and the title the ratio between them.
+    each bar carries its total and the title the ratio between them. The card lines are drawn for
+    models of 1 GiB or more: every card below the taller bar, and the smallest card above it.
     """
     bars = (breakdown_full, breakdown_lora)
     if not all(isinstance(b, MemoryBreakdown) for b in bars):
@@ -71,10 +87,25 @@ def plot_memory(breakdown_full: MemoryBreakdown, breakdown_lora: MemoryBreakdown
         bottom = bottom + height                                             # (2,)
     for xi, b, top in zip(x, bars, bottom, strict=True):
         ax.text(xi, top, format_bytes(b.total, binary), ha="center", va="bottom", fontsize=9)
+    drawn = [(capacity / size, f"{name}: {format_bytes(capacity, binary, digits=0)}")
+             for name, capacity in _cards_to_draw(cards, max(b.total for b in bars))]
+    ceiling = max([float(bottom.max())] + [level for level, _ in drawn])
+    labels = []                                                     # [level, text]; near lines share one
+    for level, text in drawn:
+        ax.axhline(level, color="0.3", ls="--", lw=1)               # a line, not a legend entry
+        if labels and level - labels[-1][0] < 0.06 * ceiling:
+            labels[-1] = [level, f"{labels[-1][1]}, {text}"]
+        else:
+            labels.append([level, text])
+    for level, text in labels:                                      # at the right, past the bars
+        ax.text(0.99, level, text, ha="right", va="bottom", fontsize=8, color="0.2",
+                transform=ax.get_yaxis_transform(),
+                bbox={"fc": "white", "ec": "none", "alpha": 0.7, "pad": 1})
     ax.set_xticks(x, [f"{b.label}\n{b.trainable:,} trained" for b in bars])
-    ax.set_ylim(0, 1.15 * float(bottom.max()))
+    ax.set_xlim(-0.5, len(bars) - 0.5 + (0.6 if drawn else 0))                      # room for the labels
+    ax.set_ylim(0, 1.15 * ceiling)
     ax.set_ylabel(f"training memory ({unit})")
     ax.set_title(f"Full fine-tuning needs {breakdown_full.total / breakdown_lora.total:.1f}× LoRA's memory\n"
                  "(activations not counted)", fontsize=10)
-    ax.legend(fontsize=8, loc="upper right")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))              # clear of the lines
     return fig

@@ -64,7 +64,8 @@ def plot_normalized_sweeps(study: IntrinsicStudy, ax=None, level: float = LEVEL,
                 else f"{label}: d_int90 > {s.dims[-1]}")
         if d90 is not None:
             ax.plot([d90], [level], "*", ms=13, color=f"C{i}", mec="black", mew=0.5)
-    ax.axhline(level, color="gray", ls=":", lw=2, label=f"{level:.0%} of the way from chance to full fine-tuning")
+    ax.axhline(level, color="gray", ls=":", lw=2,
+               label=f"{level:.0%} of the way from chance to full fine-tuning")
     ax.axhline(1.0, color="gray", ls="--", lw=1)
     ax.set_xscale("log", base=2)
     ax.set_xlabel("trained numbers d (log scale)")

@@ -17,6 +17,7 @@ from ..viz.budget import plot_memory, plot_parameter_budget
 from .base import Dashboard, _figure, _show
 
 RANK_CHOICES = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+CHECKPOINT_FORMATS = {1: "int8", 2: "fp16", 4: "fp32"}           # bytes per saved parameter -> its name
 
 
 class _MultiWidgetDashboard(Dashboard):
@@ -89,11 +90,17 @@ def parameter_budget_explorer(d_in: int = 256, d_out: int = 256, r: int = 8,
 class MemoryCalculator(_MultiWidgetDashboard):
     """Dropdowns for the model (``.dropdown``), the precision (``.precision_dropdown``) and the LoRA
     targets (``.targets_dropdown``), and a rank slider (``.slider``, powers of two allowed by the
-    targets' shapes). Prints :func:`format_memory_table` and draws :func:`plot_memory`."""
+    targets' shapes). Prints :func:`format_memory_table` and draws :func:`plot_memory` (with lines at
+    an RTX 4090's 24 GiB and an A100's 80 GiB).
+
+    ``checkpoint_bytes``: bytes per saved parameter; ``None`` (the default) saves in the precision's
+    weight format (2 for fp16, 4 for fp32), so the checkpoint follows the precision dropdown.
+    """
 
     def __init__(self, preset: str = "LLaMA-7B", precision: str = "fp16 mixed precision + Adam", r: int = 4,
-                 targets=None, checkpoint_bytes: float = 2):
-        compare_memory(preset, precision, r, targets, checkpoint_bytes)      # clear errors for every argument
+                 targets=None, checkpoint_bytes: float | None = None):
+        compare_memory(preset, precision, r, targets,                        # clear errors for every argument
+                       2 if checkpoint_bytes is None else checkpoint_bytes)
         model = MODEL_PRESETS[preset] if isinstance(preset, str) else None
         if model is None or PRECISION_PRESETS.get(precision) is None:
             raise ValueError(f"memory_calculator: preset and precision must be preset names: "
@@ -157,13 +164,23 @@ class MemoryCalculator(_MultiWidgetDashboard):
                      self.slider.value)
         return super().redraw(state)
 
+    def checkpoint_format(self, precision: str) -> tuple:
+        """``(bytes per saved parameter, its name)`` for ``precision``: its weights' format unless
+        ``checkpoint_bytes`` was given."""
+        n = self.checkpoint_bytes
+        if n is None:
+            n = PRECISION_PRESETS[precision].weight_bytes
+        return n, CHECKPOINT_FORMATS.get(n, f"{n:g} bytes per parameter")
+
     def _draw(self, state) -> dict:
         preset, precision, targets, r = state
-        full, lora = compare_memory(preset, precision, r, targets, self.checkpoint_bytes)
+        saved_bytes, saved_as = self.checkpoint_format(precision)
+        full, lora = compare_memory(preset, precision, r, targets, saved_bytes)
         record = {"model": preset, "precision": precision, "targets": tuple(targets), "r": int(r),
                   "trainable": lora.trainable, "fraction": lora.fraction, "full_total": full.total,
                   "lora_total": lora.total, "ratio": full.total / lora.total,
                   "full_checkpoint": full.checkpoint, "lora_checkpoint": lora.checkpoint,
+                  "checkpoint_bytes": saved_bytes,
                   "full": full.as_dict(), "lora": lora.as_dict()}
         fig = _figure((6, 4.5))
         plot_memory(full, lora, ax=fig.subplots())
@@ -172,14 +189,15 @@ class MemoryCalculator(_MultiWidgetDashboard):
         print(f"{preset}, {precision}; LoRA r = {r} on {', '.join(targets)}"
               + (f" in each of its {n_layers} layers" if n_layers > 1 else "") + "\n")
         print(format_memory_table(full, lora))
-        print(f"\ncheckpoint: {format_bytes(full.checkpoint, binary=False)} → "
-              f"{format_bytes(lora.checkpoint, binary=False)} "
+        print(f"\ncheckpoint, saved in {saved_as} ({saved_bytes:g} B per parameter): "
+              f"{format_bytes(full.checkpoint)} → {format_bytes(lora.checkpoint)} "
               f"({full.checkpoint / lora.checkpoint:,.0f}× smaller)")
         return record
 
 
 def memory_calculator(preset: str = "LLaMA-7B", precision: str = "fp16 mixed precision + Adam", r: int = 4,
-                      targets=None, checkpoint_bytes: float = 2) -> MemoryCalculator:
+                      targets=None, checkpoint_bytes: float | None = None) -> MemoryCalculator:
     """Dropdowns for the model preset, the precision and the targets, a slider for r; prints the
-    memory table and draws full fine-tuning against LoRA (:mod:`lora_np.experiments.budget`)."""
+    memory table and draws full fine-tuning against LoRA (:mod:`lora_np.experiments.budget`).
+    The checkpoint is saved in the precision's weight format unless ``checkpoint_bytes`` is given."""
     return MemoryCalculator(preset, precision, r, targets, checkpoint_bytes)
