@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from notebook_runner import WIDGET_STATE
 
-from lora_np.course import EXERCISES, check_exercise, notebook01, show_solution
+from lora_np.course import EXERCISES, check_exercise, notebook01_checks, show_solution
 from lora_np.course.notebook01 import (
     EXERCISES_01,
     PREDICT_OPTIONS,
@@ -55,14 +55,14 @@ def test_the_reference_counts_pass_and_agree_with_the_library():
     assert fb.passed, str(fb)
     assert fb.lines[0].startswith("✓ lowrank_params matches")
     assert fb.lines[1].startswith("✓ break_even matches")
-    for d_in, d_out, r in notebook01.COUNT_CASES:
+    for d_in, d_out, r in notebook01_checks.COUNT_CASES:
         assert lowrank_params(d_in, d_out, r) == lowrank_param_count(d_out, d_in, r) == r * (d_in + d_out)
         assert math.isclose(break_even(d_in, d_out), library_break_even(d_in, d_out).rank)
         assert math.isclose(break_even(d_in, d_out), break_even_rank(d_in, d_out))
 
 
 def test_the_cases_cover_non_square_shapes_and_r_at_and_above_break_even():
-    cases = notebook01.COUNT_CASES
+    cases = notebook01_checks.COUNT_CASES
     assert any(d_in != d_out for d_in, d_out, _ in cases)
     assert any((d_out, d_in, r) in cases for d_in, d_out, r in cases if d_in != d_out)   # both orientations
     assert any(r == break_even(d_in, d_out) for d_in, d_out, r in cases)
