@@ -52,10 +52,12 @@ $(MIN_STAMP): pyproject.toml Makefile
 	  -c $(VENV_MIN)/constraints.txt -e '.[test]'
 	@touch $(MIN_STAMP)
 
-# The unit tests (not the notebooks) with the minimum versions above.
+# The unit tests (not the notebooks: not tests/test_notebooks.py, nor the tests marked "notebook")
+# with the minimum versions above.
 test-min: $(MIN_STAMP)
 	@$(VENV_MIN)/bin/python -m pip freeze | grep -iE "^($$(echo $(MIN_PINNED) | tr ' ' '|'))=="
-	MPLBACKEND=Agg OPENBLAS_NUM_THREADS=1 $(VENV_MIN)/bin/python -m pytest tests --ignore=tests/test_notebooks.py
+	MPLBACKEND=Agg OPENBLAS_NUM_THREADS=1 $(VENV_MIN)/bin/python -m pytest tests --ignore=tests/test_notebooks.py \
+	  -m "not notebook"
 
 # Re-execute every notebook top to bottom and save its outputs and widget state (commit the result).
 notebooks: $(STAMP)

@@ -240,10 +240,11 @@ def control_values(nb) -> list[dict]:
 
 
 @pytest.fixture(scope="module", params=sorted(NOTEBOOKS))
-def executed(request):
+def executed(request):                     # tests using it are marked "notebook": make test-min skips them
     return request.param, execute(NOTEBOOKS[request.param])
 
 
+@pytest.mark.notebook
 def test_run_all_leaves_every_control_where_the_text_says_it_starts(executed):
     key, nb = executed
     said, shown = said_starts(nb), control_values(nb)
@@ -255,6 +256,7 @@ def test_run_all_leaves_every_control_where_the_text_says_it_starts(executed):
         assert len(shown) == 3
 
 
+@pytest.mark.notebook
 def test_run_all_leaves_every_exercise_unanswered(executed):
     key, nb = executed
     for cell in nb.cells:
