@@ -21,7 +21,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .. import validate
+from .. import backend, validate
 from .feedback import Feedback
 
 GIB = 2 ** 30                      # bytes in a GiB
@@ -67,6 +67,24 @@ def yes_no(answer: bool, *, right: str, wrong: str) -> Callable:
             return False, f"answer True or False, not a {type(value).__name__}"
         return (True, right) if value == answer else (False, wrong)
     return check
+
+
+def call_for_number(fn, args, what: str = "one number"):
+    """``(value, None)`` with the float that the learner's ``fn(*args)`` returned, or ``(None, why)``:
+    whatever the learner's code does (raise, return None, a string, an array of several numbers) is
+    feedback, never an exception of the checker's."""
+    try:
+        value = fn(*args)
+    except Exception as exc:                                        # the learner's code: report, don't raise
+        return None, f"your function raised {type(exc).__name__}: {exc}"
+    if value is None:
+        return None, "your function returned None: is the `return` missing?"
+    try:
+        if isinstance(value, (str, bytes)):
+            raise TypeError(type(value).__name__)
+        return float(backend.to_numpy(value)), None
+    except (TypeError, ValueError):
+        return None, f"your function returned a {type(value).__name__}; return {what}"
 
 
 def choice_of(answer: str, *, options: dict, right: str) -> Callable:

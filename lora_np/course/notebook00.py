@@ -18,7 +18,7 @@ import random
 from .. import backend
 from ..models import MLP
 from ..train import predict
-from .exercises import GIB, Exercise, choice_of, numeric, register
+from .exercises import GIB, Exercise, call_for_number, choice_of, numeric, register
 
 
 def choice_prompt(question: str, options: dict) -> str:
@@ -78,18 +78,9 @@ def _check_accuracy(fn) -> tuple[bool, str]:
         return False, f"expected your function accuracy (without calling it), got a {type(fn).__name__}"
     for share, n, seed in ACCURACY_CASES:
         model, X, y = _accuracy_case(share, n, seed)
-        try:
-            value = fn(model, X, y)
-        except Exception as exc:                                    # the learner's code: report, don't raise
-            return False, f"your function raised {type(exc).__name__}: {exc}"
-        if value is None:
-            return False, "your function returned None: is the `return` missing?"
-        try:
-            if isinstance(value, (str, bytes)):
-                raise TypeError(type(value).__name__)
-            value = float(backend.to_numpy(value))
-        except (TypeError, ValueError):
-            return False, f"your function returned a {type(value).__name__}; return one number"
+        value, why = call_for_number(fn, (model, X, y))
+        if why:
+            return False, why
         if not math.isfinite(value):
             return False, f"your function returned {value}: not a number"
         if math.isclose(value, share, abs_tol=1e-6):

@@ -19,7 +19,7 @@ from __future__ import annotations
 import inspect
 import math
 
-from .exercises import Exercise, choice_of, numeric, register
+from .exercises import Exercise, call_for_number, choice_of, numeric, register
 from .notebook00 import choice_prompt
 
 MIB = 2 ** 20
@@ -68,18 +68,9 @@ def _check_training_bytes(fn) -> tuple[bool, str]:
         return False, (f"expected your function lora_training_bytes (without calling it), "
                        f"got a {type(fn).__name__}")
     for case in TRAINING_CASES:
-        try:
-            value = fn(*case)
-        except Exception as exc:                                    # the learner's code: report, don't raise
-            return False, f"your function raised {type(exc).__name__}: {exc}"
-        if value is None:
-            return False, "your function returned None: is the `return` missing?"
-        try:
-            if isinstance(value, (str, bytes)):
-                raise TypeError(type(value).__name__)
-            value = float(value)
-        except (TypeError, ValueError):
-            return False, f"your function returned a {type(value).__name__}; return one number of bytes"
+        value, why = call_for_number(fn, case, "one number of bytes")
+        if why:
+            return False, why
         if math.isclose(value, lora_training_bytes(*case), rel_tol=1e-9):
             continue
         for wrong, why in TRAINING_MISTAKES:
