@@ -158,6 +158,11 @@ def to_float(x) -> float:
     return float(x)
 
 
+def max_abs(x) -> float:
+    """max |x| over every entry, as a Python float: ``max_abs(y_merged - y_unmerged)``, on any backend."""
+    return float(abs(x).max())
+
+
 # --------------------------------------------------------------------------- moving things between backends
 
 def to_device(obj, name: str | None = None):

@@ -75,6 +75,17 @@ def evaluate(model: Module, X, y, batch_size: int = 4096) -> dict:
     return {"loss": loss_sum / N, "accuracy": correct / y.size}
 
 
+def logits(model: Module, X, batch_size: int = 4096):
+    """The model's outputs on X in eval mode, with no cache kept for a backward pass (inference only)."""
+    was_training = model.training
+    model.eval()
+    xp = backend.get_array_module(X)
+    out = [model(X[i:i + batch_size]) for i in range(0, X.shape[0], batch_size)]        # (B, C) each
+    model.train(was_training)
+    model.clear_caches()
+    return out[0] if len(out) == 1 else xp.concatenate(out, axis=0)                     # (N, C)
+
+
 def predict(model: Module, X, batch_size: int = 4096):
     """Predicted classes as a host NumPy array (for metrics and plots)."""
     was_training = model.training

@@ -13,9 +13,13 @@ from . import (  # each registers its exercises
     notebook00,
     notebook01,
     notebook02,
+    notebook03,
+    notebook04,
+    notebook04b,
     notebook05,
     notebook06,
     notebook07,
+    notebook08,
 )
 from .exercises import EXERCISES, Exercise, check_exercise, exercise
 from .feedback import Feedback
@@ -24,4 +28,5 @@ from .solutions import lora_backward, lora_forward, show_solution
 
 __all__ = ["check_lora_pair", "check_exercise", "show_solution", "lora_forward", "lora_backward",
            "Feedback", "Exercise", "EXERCISES", "exercise",
-           "notebook00", "notebook01", "notebook02", "notebook05", "notebook06", "notebook07"]
+           "notebook00", "notebook01", "notebook02", "notebook03", "notebook04", "notebook04b", "notebook05",
+           "notebook06", "notebook07", "notebook08"]

@@ -1,0 +1,1 @@
+"""Notebook 04b's exercises and checkers (filled in with the notebook)."""
