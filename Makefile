@@ -18,7 +18,7 @@ VENV_MIN   := .venv-min
 MIN_PINNED := numpy matplotlib tqdm ipywidgets
 MIN_STAMP  := $(VENV_MIN)/.installed
 
-.PHONY: demo test lint test-min notebooks lab clean
+.PHONY: demo test lint test-min notebooks lab bench clean
 
 # Re-installs whenever pyproject.toml changes (new or changed dependencies).
 $(STAMP): pyproject.toml
@@ -62,6 +62,13 @@ test-min: $(MIN_STAMP)
 # Re-execute every notebook top to bottom and save its outputs and widget state (commit the result).
 notebooks: $(STAMP)
 	$(BIN)/python tests/notebook_runner.py notebooks/*.ipynb
+
+# The training step against PyTorch's, the profile, memory and latency (benchmarks/bench.py; minutes).
+# torch is optional: point BENCH_PYTHON at an interpreter that has torch, numpy and matplotlib
+# (a venv outside the repo) to fill the torch columns, e.g. make bench BENCH_PYTHON=~/torch-venv/bin/python
+BENCH_PYTHON ?= $(BIN)/python
+bench: $(STAMP)
+	PYTHONPATH=$(CURDIR) $(BENCH_PYTHON) benchmarks/bench.py
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks

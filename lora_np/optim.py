@@ -11,6 +11,8 @@ positive number, got inf"``); the checked values are stored as plain Python floa
 """
 from __future__ import annotations
 
+import math
+
 from . import validate
 from .backend import get_array_module
 from .nn import Module, Parameter
@@ -41,6 +43,7 @@ class Optimizer:
             self._check(g, name if len(self.groups) == 1 else f"{name} (param group {i})")
         self.state = {id(p): self._init_state(p, g) for g in self.groups for p in g["params"]}
         self.steps = 0
+        self._buffers = {}                                               # scratch arrays (Adam's _work)
 
     def _check(self, group: dict, where: str) -> None:
         """Check the group's hyper-parameters in place (each becomes a plain float)."""
@@ -147,20 +150,42 @@ class Adam(Optimizer):
         return {"m": xp.zeros_like(p.data), "v": xp.zeros_like(p.data), "t": 0}   # t: this parameter's steps
 
     def _update(self, p, s, g):
+        """The update above, in place: m and v change in their own memory and the step is formed in
+        one work array shared by all parameters, so a step allocates nothing per parameter. Plainly:
+        ``m̂ = m / (1 − β1ᵗ); v̂ = v / (1 − β2ᵗ); θ −= lr · m̂ / (√v̂ + ε)`` (a test checks they agree)."""
         xp = get_array_module(p.data)
         s["t"] += 1                                   # counted per parameter, as in PyTorch
         (b1, b2), t, lr, wd = g["betas"], s["t"], g["lr"], g["weight_decay"]
-        grad = p.grad
+        grad, m, v = p.grad, s["m"], s["v"]
         if wd and not self.decoupled:
-            grad = grad + wd * p.data
-        s["m"] *= b1
-        s["m"] += (1 - b1) * grad
-        s["v"] *= b2
-        s["v"] += (1 - b2) * grad * grad
-        step = (lr / (1 - b1 ** t)) * s["m"] / (xp.sqrt(s["v"] / (1 - b2 ** t)) + g["eps"])
+            grad = grad + wd * p.data                 # L2: the decay joins the gradient
+        w = self._work(p.data)                        # (p's shape) scratch
+        m *= b1
+        xp.multiply(grad, 1 - b1, out=w)
+        m += w                                        # m ← β1 m + (1−β1) g
+        v *= b2
+        xp.multiply(grad, grad, out=w)
+        w *= 1 - b2
+        v += w                                        # v ← β2 v + (1−β2) g²
+        xp.sqrt(v, out=w)
+        w *= 1.0 / math.sqrt(1 - b2 ** t)
+        w += g["eps"]                                 # √v̂ + ε
+        xp.divide(m, w, out=w)
+        w *= lr / (1 - b1 ** t)                       # lr · m̂ / (√v̂ + ε)
         if wd and self.decoupled:
-            p.data -= (lr * wd) * p.data
-        p.data -= step.astype(p.data.dtype, copy=False)
+            p.data *= 1.0 - lr * wd                   # AdamW: θ ← θ − lr·λ·θ
+        p.data -= w
+
+    def _work(self, like):
+        """A scratch array of ``like``'s shape and dtype, a view of one buffer per dtype and backend
+        sized for the largest parameter (the optimizer's only memory besides m and v)."""
+        key = (type(like), like.dtype.str)
+        buffers = self._buffers
+        if key not in buffers or buffers[key].size < like.size:
+            largest = max(p.data.size for g in self.groups for p in g["params"]
+                          if (type(p.data), p.data.dtype.str) == key)
+            buffers[key] = get_array_module(like).empty(max(largest, like.size), dtype=like.dtype)
+        return buffers[key][:like.size].reshape(like.shape)
 
 
 class AdamW(Adam):

@@ -33,9 +33,10 @@ def lora_linear_forward(x, W0, b0, A, B, s, dropout=None):
     """
     xa, drop = (x, None) if dropout is None else dropout_forward(x, *dropout)   # (..., d_in)
     u = _mm(xa, A.T)                                   # (..., r)     the rank-r bottleneck
-    y = _mm(x, W0.T) + s * _mm(u, B.T)                 # (..., d_out)
+    y = _mm(x, W0.T)                                   # (..., d_out)  x W0ᵀ
+    y += _mm(s * u, B.T)                               # (..., d_out)  + s (x Aᵀ) Bᵀ (s applied to the thin u)
     if b0 is not None:
-        y = y + b0                                     # (..., d_out)
+        y += b0                                        # (..., d_out)
     return y, (xa, W0, A, B, s, u, drop)
 
 
@@ -55,7 +56,8 @@ def lora_linear_backward(dy, cache):
     dxa = _mm(gB, A)                                   # (..., d_in)  through the adapter
     if drop is not None:
         dxa = dropout_backward(dxa, drop)              # (..., d_in)  back through dropout
-    dx = _mm(dy, W0) + dxa                             # (..., d_in)
+    dx = _mm(dy, W0)                                   # (..., d_in)  through W0
+    dx += dxa                                          # (..., d_in)  x feeds both paths: add them
     return dx, dA, dB
 
 

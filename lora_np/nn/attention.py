@@ -42,7 +42,10 @@ class MultiHeadAttention(Module):
     def backward(self, dy):
         cache, self._cache = self._need_cache(self._cache), None
         dq, dk, dv = F.attention_backward(self.o.backward(dy), cache)    # (B, T, d) each
-        return self.q.backward(dq) + self.k.backward(dk) + self.v.backward(dv)   # x fed all three
+        dx = self.q.backward(dq)                                         # (B, T, d)
+        dx += self.k.backward(dk)                                        # x fed all three: add them
+        dx += self.v.backward(dv)
+        return dx
 
     def extra_repr(self):
         return f"d_model={self.d_model}, n_heads={self.n_heads}, causal={self.causal}"

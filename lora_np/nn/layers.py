@@ -140,7 +140,8 @@ class LayerNorm(Module):
 
     def backward(self, dy):
         cache, self._cache = self._need_cache(self._cache), None
-        dx, dgamma, dbeta = F.layernorm_backward(dy, cache)
+        need = self.weight.trainable or self.bias.trainable
+        dx, dgamma, dbeta = F.layernorm_backward(dy, cache, need_param_grad=need)
         if self.weight.trainable:
             self.weight.accumulate(dgamma)
         if self.bias.trainable:
