@@ -292,3 +292,29 @@ def test_replace_folder_without_an_atomic_exchange_still_replaces_the_folder(tmp
     fresh = mlp()
     load_adapter(fresh, tmp_path / "a")
     assert fresh.fc1.alpha == 5.0 and siblings(tmp_path / "a") == []
+
+
+def test_a_listing_torn_by_a_swap_is_not_used(tmp_path, monkeypatch):
+    """A save swaps the folder away and deletes the old version while a reader lists it: the reader
+    saw only part of the old files. list_folder notices the path now names another folder and lists
+    again (adapter_formats once reported a complete PEFT adapter missing this way, under load)."""
+    from lora_np.lora import files
+    d, new = tmp_path / "a", tmp_path / "new"
+    d.mkdir()
+    new.mkdir()
+    for name in ("adapter_config.json", "adapter_model.safetensors"):
+        (d / name).write_bytes(b"old")
+        (new / name).write_bytes(b"new")
+    real_listdir, calls = os.listdir, []
+
+    def torn_listdir(fd):
+        calls.append(fd)
+        if len(calls) == 1:                               # the save lands in the middle of the listing
+            os.rename(d, tmp_path / "gone")
+            os.rename(new, d)
+            return ["adapter_model.safetensors"]          # what was read before the old files went
+        return real_listdir(fd)
+
+    monkeypatch.setattr(files.os, "listdir", torn_listdir)
+    assert files.list_folder(d) == {"adapter_config.json", "adapter_model.safetensors"}
+    assert len(calls) == 2

@@ -258,6 +258,26 @@ def read_folder(directory, names, optional=(), attempts: int = 50) -> dict:
                   "is something saving to it in a loop?")
 
 
+def list_folder(directory, attempts: int = 50) -> set:
+    """The names in ``directory``, all from ONE version of it, even while a save replaces it.
+
+    A plain ``os.listdir`` can read the old version while the save that swapped it away deletes it,
+    and so miss files; a listing is kept only if the path still names the folder that was read.
+    Raises FileNotFoundError (or NotADirectoryError) when there is no such folder.
+    """
+    directory = os.path.abspath(os.fspath(directory))
+    for _ in range(attempts):
+        fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        try:
+            present = set(os.listdir(fd))
+            if _same_folder(fd, directory):
+                return present
+        finally:
+            os.close(fd)
+        time.sleep(0.001)                                  # swapped while listed: list the new one
+    raise OSError(f"{directory}: the folder kept changing while it was listed ({attempts} attempts)")
+
+
 def _read_at(dir_fd: int, name: str) -> bytes:
     fd = os.open(name, os.O_RDONLY, dir_fd=dir_fd)
     with os.fdopen(fd, "rb") as f:

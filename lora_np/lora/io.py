@@ -36,7 +36,7 @@ from ..nn import LoRAEmbedding
 from ..version import __version__
 from .attach import adapter_attribute, attach_adapter, base_model_fingerprint
 from .checks import check_config, config_checksum, read_npz, refuse_non_finite, sha256_array
-from .files import json_bytes, read_folder, replace_folder
+from .files import json_bytes, list_folder, read_folder, replace_folder
 from .inject import LoraConfig
 from .manager import active_adapter, adapter_config, adapter_layers, adapter_state
 
@@ -114,7 +114,7 @@ def save_adapter(model, directory, adapter_name: str | None = None) -> str:
 def adapter_formats(directory) -> list:
     """The adapter formats a folder holds: ``"lora_np"``, ``"lora_np (format 1)"``, ``"peft"``."""
     try:
-        present = set(os.listdir(directory))
+        present = list_folder(directory)                   # one version, even during a save
     except (FileNotFoundError, NotADirectoryError):
         return []
     found = ["lora_np"] if CONFIG_NAME in present else []
