@@ -7,6 +7,7 @@ wrong answer must not contain the right answer.
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 
@@ -197,6 +198,7 @@ WRONG_ANSWERS = {
     "lora_params_fc1_r4": [80, 1024, 5120, 1360, 999, 2000, 1104.5],
     "delta_w_rank": [256, 2, 8, 65536],
     "predict_r16_recall": ["a", "c"],
+    "predict_fc1_only": ["a", "c", "d"],
 }                                       # shared and notebook 02; each notebook's test file checks its own
 
 
@@ -299,3 +301,167 @@ def test_notebooks_register_their_exercises_once_and_choice_questions_explain_wr
             register({name: EXERCISES[name]})
     finally:
         del EXERCISES[name]
+
+
+# ------------------------------------------------------------------ notebook 02's code exercise: merging
+
+def _merge_wrongs():
+    return {
+        "delta only": (lambda W0, A, B, s: s * B @ A, "ΔW = s·B·A alone"),
+        "s missing": (lambda W0, A, B, s: W0 + B @ A, "the scale s is missing"),
+        "minus": (lambda W0, A, B, s: W0 - s * B @ A, "the sign is wrong"),
+        "W0 only": (lambda W0, A, B, s: W0, "the update s·B·A is missing"),
+        "A @ B": (lambda W0, A, B, s: W0 + s * A @ B, "order of the product"),
+        "transposed": (lambda W0, A, B, s: (W0 + s * B @ A).T, "W0's shape (d_out, d_in)"),
+        "not written": (lambda W0, A, B, s: (_ for _ in ()).throw(NotImplementedError()), "not written yet"),
+        "no return": (lambda W0, A, B, s: None, "`return` missing"),
+        "wrong values": (lambda W0, A, B, s: W0 + 2 * s * B @ A, "not W0 plus the scaled product"),
+        "a call": (3.0, "pass your function itself"),
+    }
+
+
+@pytest.mark.parametrize("mistake", sorted(_merge_wrongs()))
+def test_a_wrong_merge_is_named_without_showing_the_reference(mistake):
+    import inspect
+
+    from lora_np.course import notebook02
+    fn, expected = _merge_wrongs()[mistake]
+    fb = check_exercise("merge_weight", fn)
+    assert not fb.passed and expected in fb.lines[0], str(fb)
+    assert "W0 + s * (B @ A)" not in str(fb)
+    body = inspect.getsource(notebook02.merge_weight).splitlines()[-1].strip()
+    assert body not in str(fb)
+
+
+def test_the_reference_merge_passes_and_is_the_revealed_solution(capsys):
+    from lora_np.course import notebook02
+    assert check_exercise("merge_weight", notebook02.merge_weight).passed
+    assert check_exercise("merge_weight", lambda W0, A, B, s: W0 + (s * B) @ A).passed     # another order
+    show_solution("merge_weight")
+    assert notebook02.MERGE_SOLUTION in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------ notebook 02's rank sweep over seeds
+
+@pytest.fixture(scope="module")
+def tiny_fruit():
+    from lora_np.data import make_fruit_task
+    from lora_np.experiments import pretrain
+    task = make_fruit_task(n_pretrain=200, n_finetune=40, n_test=40)
+    base, _ = pretrain(task, hidden=(16, 16), epochs=1)
+    return base, task
+
+
+def test_rank_sweep_without_seeds_is_one_sweep_as_before(tiny_fruit):
+    from lora_np.experiments import finetune, rank_sweep
+    base, task = tiny_fruit
+    runs = rank_sweep(base, task, ranks=(1, 2), epochs=1, seed=3)
+    assert [run.label for run in runs] == ["r=1", "r=2", "full"] and {run.seed for run in runs} == {3}
+    assert runs[1].accuracy == finetune(base, task, r=2, epochs=1, seed=3).accuracy
+    assert [run.seed for run in rank_sweep(base, task, ranks=(1,), epochs=1, include_full=False)] == [0]
+
+
+def test_rank_sweep_over_seeds_repeats_every_run_and_the_summary_gives_mean_and_spread(tiny_fruit):
+    from lora_np.experiments import finetune, rank_sweep
+    from lora_np.experiments.finetune import format_summary, sweep_summary
+    base, task = tiny_fruit
+    runs = rank_sweep(base, task, ranks=(2, 1), epochs=1, seeds=(0, 5), alpha=4.0)
+    assert [(run.seed, run.label) for run in runs] == [(0, "r=2"), (0, "r=1"), (0, "full"),
+                                                       (5, "r=2"), (5, "r=1"), (5, "full")]
+    assert runs[3].accuracy == finetune(base, task, r=2, alpha=4.0, epochs=1, seed=5).accuracy
+    rows = sweep_summary(runs)
+    assert [row["label"] for row in rows] == ["r=1", "r=2", "full"]          # by rank, full fine-tuning last
+    row = rows[1]
+    accs = [runs[0].accuracy, runs[3].accuracy]
+    assert row["n_seeds"] == 2 and row["seeds"] == [0, 5] and row["trainable"] == runs[0].trainable
+    assert math.isclose(row["accuracy"]["mean"], sum(accs) / 2)
+    assert row["accuracy"]["min"] == min(accs) and row["accuracy"]["max"] == max(accs)
+    assert math.isclose(row["accuracy"]["std"], abs(accs[0] - accs[1]) / 2)
+    table = format_summary(rows)
+    assert "mean [min, max]" in table and f"{100 * row['accuracy']['mean']:.1f}" in table
+
+
+def test_rank_sweep_refuses_bad_seeds(tiny_fruit):
+    from lora_np.experiments import rank_sweep
+    base, task = tiny_fruit
+    with pytest.raises(ValueError, match="rank_sweep: seeds must be a non-empty list of non-negative"):
+        rank_sweep(base, task, ranks=(1,), seeds=())
+    with pytest.raises(ValueError, match="rank_sweep: seeds must be"):
+        rank_sweep(base, task, ranks=(1,), seeds=(0, 1.5))
+    with pytest.raises(ValueError, match="rank_sweep: give seed or seeds, not both"):
+        rank_sweep(base, task, ranks=(1,), seeds=(0, 1), seed=2)
+
+
+def test_the_outcomes_panel_draws_the_mean_with_min_max_bars_over_seeds():
+    from types import SimpleNamespace
+
+    import matplotlib.pyplot as plt
+
+    from lora_np import viz
+    runs = [SimpleNamespace(r=r, accuracy=a, grape_recall=g, trainable=100 * (r or 0))
+            for r, a, g in ((1, 0.90, 0.80), (1, 0.92, 0.84), (1, 0.94, 0.86), (4, 0.93, 0.88),
+                            (4, 0.93, 0.90), (4, 0.93, 0.86), (None, 0.5, 0.5))]
+    fig = viz.plot_rank_outcomes(runs, chance=0.1, before={"accuracy": 0.495, "grape_recall": 0.03})
+    ax = fig.axes[0]
+    acc, recall = ax.get_lines()[:2]
+    assert list(acc.get_xdata()) == [1, 4]
+    assert [round(v, 6) for v in acc.get_ydata()] == [92.0, 93.0]
+    assert [round(v, 6) for v in recall.get_ydata()] == [round(250 / 3, 6), 88.0]
+    bars = [c for c in ax.containers if type(c).__name__ == "ErrorbarContainer"]
+    assert len(bars) == 2                                              # accuracy and recall
+    segments = bars[1].lines[2][0].get_segments()                      # recall's bars: min to max
+    assert [(round(s[0][1], 6), round(s[1][1], 6)) for s in segments] == [(80.0, 86.0), (86.0, 90.0)]
+    assert "mean of 3 seeds; bars: min–max" in ax.get_title()
+    assert ax.get_ylim() == (0, 105) and {t.get_text() for t in ax.texts} == {"100", "400"}
+    flat = sorted(round(line.get_ydata()[0], 6) for line in ax.get_lines()[2:]
+                  if len(set(line.get_ydata())) == 1 and len(line.get_ydata()) == 2)
+    assert {3.0, 10.0, 49.5} <= set(flat)                              # before fine-tuning, chance
+    plt.close(fig)
+
+
+def test_the_rank_explorer_starts_from_runs_already_trained(tiny_fruit):
+    from lora_np.experiments import finetune
+    from lora_np.widgets import lora_rank_explorer
+    base, task = tiny_fruit
+    done = finetune(base, task, r=2, epochs=1, seed=0)
+    dash = lora_rank_explorer(base, task, ranks=(1, 2), r=2, epochs=1, seed=0, results=[done])
+    assert dash.history[-1]["cached"] and dash.results[2] is done              # nothing trained again
+    dash.slider.value = 1
+    assert not dash.history[-1]["cached"]
+    with pytest.raises(TypeError, match="lora_rank_explorer: results must be fine-tuning results"):
+        lora_rank_explorer(base, task, ranks=(1, 2), r=2, results=[1, 2])
+
+
+def test_finetune_without_tracking_the_held_out_fruit_trains_the_same(tiny_fruit):
+    from lora_np.experiments import finetune
+    base, task = tiny_fruit
+    tracked, quick = (finetune(base, task, r=2, epochs=2, seed=1, track_val=t) for t in (True, False))
+    assert quick.history.step_loss == tracked.history.step_loss
+    assert (quick.accuracy, quick.grape_recall) == (tracked.accuracy, tracked.grape_recall)
+    assert len(tracked.history.val_accuracy) == 2 and quick.history.val_accuracy == []
+
+
+# ------------------------------------------------------------------ notebook 02, as committed
+
+def test_notebook_02_predicts_before_its_dashboard_and_ends_with_exercises_references_and_limits():
+    import pathlib
+
+    import nbformat
+    path = pathlib.Path(__file__).resolve().parents[1] / "notebooks" / "02_lora_on_fruit.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    sources = [c.source for c in nb.cells]
+    first = {key: next(i for i, s in enumerate(sources) if key in s) for key in (
+        'check_exercise("predict_r16_recall", None)', "lora_rank_explorer(base", "What you should have seen",
+        "seeds=SEEDS", 'check_exercise("predict_fc1_only", None)', 'check_exercise("merge_weight", None)',
+        "## References", "## What this toy cannot show")}
+    assert list(first.values()) == sorted(first.values()), first
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert not any("__version__" in c.source or "clear_caches" in c.source for c in code)
+    for c in code:
+        if re.search(r'check_exercise\("\w+", None\)', c.source):
+            assert "no answer yet" in "".join(o.get("text", "") or o.get("data", {}).get("text/plain", "")
+                                              for o in c.outputs), c.source
+    text = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    assert "**Starts at** `LoRA rank r = 4`" in text and "min–max" in text
+    for arxiv in ("2106.09685", "1412.6980", "2405.09673"):
+        assert f"arXiv:{arxiv}" in text

@@ -252,8 +252,11 @@ def test_run_all_leaves_every_control_where_the_text_says_it_starts(executed):
     for text, controls in zip(said, shown, strict=True):
         assert controls == text, f"{key}: the text says {text}, the controls are at {controls}"
     if key == "05":
-        assert shown[0] == {"LoRA rank r": "8", "d_in": "256", "d_out": "256"}     # moved, then put back
+        assert shown[0] == {"rank r (one W)": "8", "d_in": "256", "d_out": "256"}  # moved, then put back
+        assert shown[1]["rank r (model)"] == "8" and shown[2] == {"LoRA rank r": "3"}
         assert len(shown) == 3
+        names = [name for controls in shown for name in controls]
+        assert len(names) == len(set(names)), f"05: two controls share a description: {names}"
 
 
 @pytest.mark.notebook
@@ -308,3 +311,15 @@ def test_the_calculator_saves_the_checkpoint_in_the_chosen_precision():
     assert rec["full_checkpoint"] == 4 * 7e9
     fixed = memory_calculator("7B (nominal 7.0e9)", "fp32 + Adam", r=8, checkpoint_bytes=2)
     assert fixed.history[-1]["checkpoint_bytes"] == 2
+
+
+def test_05_has_no_plumbing_and_its_rank_sliders_have_distinct_descriptions():
+    from lora_np.widgets.budget import BUDGET_RANK, MEMORY_RANK
+    nb = nbformat.read(NOTEBOOKS["05"], as_version=4)
+    sources = [c.source for c in nb.cells if c.cell_type == "code"]
+    assert not any("__version__" in s for s in sources)                 # the versions cell lives in 00
+    assert not any("clear_caches" in s or "xp.abs" in s or "to_float(" in s for s in sources)
+    assert len({BUDGET_RANK, MEMORY_RANK, "LoRA rank r"}) == 3          # "LoRA rank r": the sweep
+    text = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    assert f"{BUDGET_RANK} = 8`" in text and f"{MEMORY_RANK} = 8`" in text and "`LoRA rank r = 3`" in text
+    assert memory_calculator().slider.description == MEMORY_RANK

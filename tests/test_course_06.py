@@ -310,5 +310,75 @@ def test_the_committed_notebook_starts_its_slider_where_the_text_says():
     assert _slider_values(nb) == [said[0]]
     outputs = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     assert "d = 96:" in outputs and "trained now in" in outputs        # the uncovered d was trained
-    feedback = [c for c in nb.cells if c.cell_type == "code" and c.source.startswith("feedback = check_phi")]
+    feedback = [c for c in nb.cells if c.cell_type == "code" and c.source.startswith("feedback = ")
+                and "check_phi(phi)" in c.source]
     assert "not written yet" in feedback[0].outputs[0]["text"]          # the scaffold, as shipped
+
+
+# --------------------------------------------------------------------------- the studies over seeds, drawn
+
+def _fake_sweep(dims, accuracy, D, before=0.5, full=0.9):
+    return IntrinsicSweep(list(dims), list(accuracy), D, full, 0.1, before)
+
+
+def _fake_studies():
+    """Two seeds of a width study and a pretraining study, built from hand-made sweeps (no training)."""
+    from lora_np.experiments.intrinsic import IntrinsicStudy, StudySeeds
+    dims = (16, 32, 64, 128, 256, 512)
+    width_runs, level_runs = [], []
+    for shift in (0.0, 0.04):                                      # the second seed is a little worse
+        def curve(lift, shift=shift):
+            return [min(0.9, 0.1 + (0.55 + lift - shift) * k / 6) for k in range(1, 7)]
+        width_runs.append(IntrinsicStudy("width", ["(32, 32)", "(64, 64)", "(128, 128)"], [1, 2, 3],
+                                         [_fake_sweep(dims, curve(0.4), D) for D in (2058, 6154, 20490)]))
+        level_runs.append(IntrinsicStudy("pretraining", ["random init", "1 epoch", "15 epochs"], [0, 1, 15],
+                                         [_fake_sweep(dims, curve(lift), 6154) for lift in (0.1, 0.2, 0.4)]))
+    return StudySeeds([0, 1], width_runs), StudySeeds([0, 1], level_runs)
+
+
+def _overlaps(fig, texts):
+    """Pairs of the given text artists whose drawn boxes intersect."""
+    fig.canvas.draw()
+    boxes = [(t.get_text(), t.get_window_extent()) for t in texts if t.get_text()]
+    return [(a, b) for i, (a, box_a) in enumerate(boxes) for b, box_b in boxes[i + 1:]
+            if box_a.overlaps(box_b)]
+
+
+def test_studies_over_seeds_give_mean_and_min_max():
+    widths, levels = _fake_studies()
+    stats = widths.d_int90_stats()
+    for i, st in enumerate(stats):
+        values = widths.d_int90_values(i)
+        assert st["n"] == 2 and st["min"] == min(values) and st["max"] == max(values) < float("inf")
+        assert st["mean"] == pytest.approx(sum(values) / 2) and st["min"] < st["max"]
+    dims, mean, lo, hi = levels.normalized_stats(0)
+    assert len(dims) == len(mean) == 6 and all(a <= m <= b for a, m, b in zip(lo, mean, hi, strict=True))
+    assert "min–max" in widths.table() and len(widths.table().splitlines()) == 2 + 3
+
+
+def test_the_width_panel_labels_do_not_overlap():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from lora_np.viz.intrinsic import plot_pretraining_study, plot_width_study
+    widths, levels = _fake_studies()
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.4))
+    plot_width_study(widths, ax=axes[0])
+    plot_pretraining_study(levels, axes=axes[1:])
+    fig.tight_layout()
+    assert not _overlaps(fig, axes[0].texts)
+    assert not _overlaps(fig, axes[2].texts)
+    assert any("2 seeds" in t.get_text() for t in axes[0].get_legend().get_texts())
+    assert len(axes[0].lines) >= 2 and axes[0].collections                            # mean line, error bars
+    plt.close("all")
+
+
+def test_the_studies_run_three_seeds_without_plumbing_in_the_notebook():
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    sources = [c.source for c in nb.cells if c.cell_type == "code"]
+    assert not any("__version__" in s for s in sources)                 # the versions cell lives in 00
+    assert not any("clear_caches" in s or "xp.abs" in s or "to_float(" in s for s in sources)
+    assert any("studies_over_seeds(" in s and "seeds=(0, 1, 2)" in s for s in sources)
+    outputs = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+    assert "d_int90 mean [min–max]" in outputs

@@ -214,3 +214,15 @@ def test_the_context_share_is_computed_and_the_references_are_there(ran):
         assert f"arXiv:{arxiv}" in text
     assert "## What this toy cannot show" in text
     assert "literature reports" not in text
+
+
+def test_the_comparison_runs_three_seeds_without_plumbing_in_the_notebook(ran):
+    sources = [c.source for c in ran.cells if c.cell_type == "code"]
+    assert not any("__version__" in s for s in sources)                 # the versions cell lives in 00
+    assert not any("clear_caches" in s or "xp.abs" in s or "to_float(" in s for s in sources)
+    imports = [line for line in sources[0].splitlines() if line.startswith(("import ", "from "))]
+    assert len(imports) <= 15, imports
+    assert any("compare_peft_seeds(" in s and "seeds=(0, 1, 2)" in s for s in sources)
+    outputs = "".join(text_output(c) for c in ran.cells if c.cell_type == "code")
+    assert "accuracy, mean [min–max] of 3 seeds" in outputs
+    assert "the prefix's best seed is below LoRA's and the adapters' worst: True" in outputs

@@ -20,6 +20,11 @@ ATTEMPTS = 2
 CONTROLS = {
     "01_rank_decomposition": {"rank r": 1},
     "02_lora_on_fruit": {"LoRA rank r": "4"},
+    "03_lora_in_attention": {"adapter": "inventory", "strength": 1.0},
+    "04_adapters_in_practice": {"adapter": "harvest_a", "strength": 1.0, "weight w": 0.5},
+    "05_parameter_budget": {"d_in": 256, "d_out": 256, "rank r (one W)": 8,
+                            "model": "7B (nominal 7.0e9)", "precision": "fp16 mixed precision + Adam",
+                            "targets": "q, v (the LoRA paper)", "rank r (model)": "8", "LoRA rank r": "3"},
     "06_intrinsic_dimension": {"subspace d": "64"},
     "07_adapters_prefix_lora": {"size k": "4"},
 }
@@ -51,7 +56,8 @@ def control_values(nb) -> dict:
 
 
 def test_notebooks_are_found():
-    assert [p.name[:2] for p in NOTEBOOKS] == ["00", "01", "02", "03", "04", "05", "06", "07", "08"]
+    prefixes = [p.name.split("_")[0] for p in NOTEBOOKS]
+    assert prefixes == ["00", "01", "02", "03", "04", "04b", "05", "06", "07", "08"]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])

@@ -389,10 +389,11 @@ def test_figures_are_labelled(small_run, backend_name):
     ax1, ax2 = fig.axes[:2]
     for ax in (ax1, ax2):
         assert ax.get_xlabel() and ax.get_ylabel() and ax.get_title()
-    assert ax1.get_xscale() == "log"
     assert any("base model" in t.get_text() for t in ax2.get_legend().get_texts())   # the reference line
     assert len(ax2.patches) == len(rows)
-    assert any("LoRA (unmerged) (= merged)" == t.get_text() for t in ax1.get_legend().get_texts())
+    ticks = [t.get_text() for t in ax1.get_xticklabels()]          # one column per method: no overlap
+    assert len(ticks) == len(rows) - 2 and ticks[0].startswith("LoRA (unmerged) (= merged)\n")
+    assert ax1.get_ylim()[0] == 0
     fig2 = plot_peft_params(rows)
     assert fig2.axes[0].get_ylabel() == "trainable parameters"
     fig3 = plot_peft_latency(rows[:2])
@@ -447,3 +448,32 @@ def test_head_is_frozen_for_every_method_unless_asked():
     assert make_peft_model(base, "full").num_parameters(trainable_only=True) == base.num_parameters()
     assert make_peft_model(base, "base").num_parameters(trainable_only=True) == 0
     assert all(p.trainable for p in base.parameters())                   # the base itself is never touched
+
+
+def test_peft_seeds_mean_and_spread(small_run, backend_name):
+    import dataclasses
+
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from lora_np.experiments.peft_methods import PeftSeeds
+    from lora_np.viz.peft_methods import plot_peft_comparison
+    _, _, rows = small_run(backend_name)
+    worse = [dataclasses.replace(r, accuracy=r.accuracy - 0.1) for r in rows]   # a second "seed"
+    runs = PeftSeeds([0, 1], [rows, worse])
+    st = runs.stats("lora", "accuracy")
+    assert st["max"] == rows[1].accuracy and st["min"] == pytest.approx(rows[1].accuracy - 0.1)
+    assert st["mean"] == pytest.approx(rows[1].accuracy - 0.05) and st["std"] == pytest.approx(0.05)
+    assert runs.rows is rows and runs.methods == list(METHODS)
+    assert "min–max" in runs.table() and len(runs.table().splitlines()) == 2 + len(rows)
+    with pytest.raises(ValueError, match="method"):
+        runs.values("bitfit")
+    fig = plot_peft_comparison(runs)
+    ax = fig.axes[0]
+    assert any("2 seeds" in t.get_text() for t in ax.get_legend().get_texts())
+    fig.canvas.draw()                                   # the numbers beside the markers do not overlap
+    boxes = [t.get_window_extent() for t in ax.texts]
+    assert len(boxes) == 2 * (len(rows) - 2)
+    assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+    plt.close("all")

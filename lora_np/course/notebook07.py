@@ -15,8 +15,8 @@ from .exercises import Exercise, choice_of, numeric, register, yes_no
 # ------------------------------------------------------------------ before the dashboard: a prediction
 PREDICT_OPTIONS = {
     "a": "(a) every method's multiply-adds grow about 16-fold, like its trainable parameters;",
-    "b": "(b) merged LoRA's stay exactly the base model's at every k; the other methods add a few percent, "
-         "more as k grows;",
+    "b": "(b) merged LoRA's stay exactly the base model's at every k; the other methods add a small fraction "
+         "of the base model's work, more as k grows;",
     "c": "(c) the prefix adds none: it adds no layer, only parameters;",
     "d": "(d) the adapters add the most at every k, since they train the most.",
 }

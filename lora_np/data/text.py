@@ -225,3 +225,24 @@ def guess_style(text: str) -> str:
         "plain": 0.3,                                                      # wins when nothing else does
     }
     return max(scores, key=scores.get)
+
+
+_FRUIT_WORD = re.compile(r"\b(" + "|".join(sorted(WORDS["fruit"] + WORDS["fruits"], key=len, reverse=True))
+                         + r")\b", flags=re.IGNORECASE)
+
+
+def fruit_mentions(text: str) -> dict:
+    """What a text is about, read from the fruit names it spells out (any case, singular or plural).
+
+    ``per_100``: fruit names per 100 characters; ``counts``: ``{fruit: times named}`` for every fruit of
+    :data:`WORDS` (0 when never named). Every style of the grammar names fruit: a sample that names
+    none is no longer writing about fruit, whatever its marks.
+    """
+    if not isinstance(text, str):
+        raise ValueError(f"text must be a string, got {type(text).__name__}")
+    counts = dict.fromkeys(WORDS["fruit"], 0)
+    plural = dict(zip(WORDS["fruits"], WORDS["fruit"], strict=True))
+    for word in _FRUIT_WORD.findall(text):
+        word = word.lower()
+        counts[plural.get(word, word)] += 1
+    return {"per_100": 100 * sum(counts.values()) / max(len(text), 1), "counts": counts}

@@ -56,6 +56,7 @@ from ..tables import text_table
 from ..train import History, evaluate, fit, progress_bar
 from ..validate import int_list, number
 from .finetune import DEFAULT_TARGETS, finetune, pretrain
+from .seeds import spread
 
 DIMS = (16, 32, 64, 128, 256, 512)
 WIDTHS = ((32, 32), (64, 64), (128, 128))
@@ -246,6 +247,98 @@ def pretraining_study(task: FruitTask, levels=PRETRAIN_LEVELS, hidden=(64, 64), 
                                                 **sweep_kwargs))
     labels = ["random init" if e == 0 else f"{e} epoch{'s' if e != 1 else ''}" for e in levels]
     return IntrinsicStudy("pretraining", labels, levels, sweeps)
+
+
+@dataclass
+class StudySeeds:
+    """One study (widths, or pretraining levels) repeated with several seeds: ``studies[i]`` ran with
+    ``seeds[i]`` (the seed sets pretraining, P and the shuffle). Spread is min–max over the seeds."""
+
+    seeds: list
+    studies: list
+
+    @property
+    def what(self) -> str:
+        return self.studies[0].what
+
+    @property
+    def labels(self) -> list:
+        return self.studies[0].labels
+
+    @property
+    def D(self) -> list:
+        return self.studies[0].D
+
+    def d_int90_values(self, i: int) -> list:
+        """d_int90 of the study's ``i``-th entry in every seed (None where a sweep never reached it)."""
+        return [st.d_int90[i] for st in self.studies]
+
+    def d_int90_stats(self) -> list:
+        """Per entry: mean, std (population), min and max of d_int90 over the seeds that reached the
+        level, and ``n`` (how many did)."""
+        out = []
+        for i in range(len(self.labels)):
+            v = [x for x in self.d_int90_values(i) if x is not None]
+            out.append(spread(v) if v else dict(mean=None, n=0))
+        return out
+
+    def normalized_stats(self, i: int):
+        """``(dims, mean, min, max)`` of the normalised accuracy of entry ``i`` over the seeds."""
+        curves = [st.sweeps[i].normalized() for st in self.studies]
+        dims = self.studies[0].sweeps[i].dims
+        cols = list(zip(*curves, strict=True))
+        return dims, [sum(c) / len(c) for c in cols], [min(c) for c in cols], [max(c) for c in cols]
+
+    def table(self) -> str:
+        """One line per entry: D, before and full (means), d_int90 as mean [min–max], and mean / D."""
+        rows = []
+        for i, (label, D, st) in enumerate(zip(self.labels, self.D, self.d_int90_stats(), strict=True)):
+            before = sum(s.sweeps[i].before for s in self.studies) / len(self.studies)
+            full = sum(s.sweeps[i].full_accuracy for s in self.studies) / len(self.studies)
+            if not st["n"]:
+                found = ["not reached", ""]
+            else:
+                some = "" if st["n"] == len(self.seeds) else f" ({st['n']} of {len(self.seeds)} seeds)"
+                found = [f"{st['mean']:.0f} [{st['min']:.0f}–{st['max']:.0f}]{some}", f"{st['mean'] / D:.2%}"]
+            rows.append([label, f"{D:,}", f"{before:.1%}", f"{full:.1%}", *found])
+        n = len(self.seeds)
+        return text_table([self.what, "D", f"before (mean of {n})", "full (mean)",
+                           "d_int90 mean [min–max]", "mean/D"], rows)
+
+
+def studies_over_seeds(task: FruitTask, seeds=(0, 1, 2), widths=WIDTHS, levels=PRETRAIN_LEVELS,
+                       hidden=(64, 64), pretrain_epochs: int = 15, dims=DIMS, width_dims=DIMS,
+                       reuse: dict | None = None, progress: bool = False) -> tuple:
+    """:func:`width_study` and :func:`pretraining_study` with every seed of ``seeds``; returns two
+    :class:`StudySeeds` (widths, pretraining).
+
+    A sweep both studies need (width ``hidden`` pretrained ``pretrain_epochs`` epochs) is run once per
+    seed, over ``dims``. ``reuse``: ``{seed: IntrinsicSweep}`` already measured for that model and
+    ``dims`` (e.g. the notebook's main sweep), used instead of running it again. ``width_dims``: the d
+    swept for the other widths (their d_int90 only needs the d around the crossing; large d on a wide
+    model are the costliest runs).
+    """
+    seeds = int_list(seeds, "seeds", "studies_over_seeds", low=0)
+    widths = [tuple(w) if isinstance(w, (list, tuple)) else (w,) for w in widths]
+    levels = int_list(levels, "levels (epochs of pretraining)", "studies_over_seeds", low=0)
+    cache = {((tuple(hidden), pretrain_epochs), seed): sw for seed, sw in (reuse or {}).items()}
+
+    def sweep(width, epochs, seed, swept):
+        key = ((width, epochs), seed)
+        if key not in cache:
+            base = (MLP(task.d_in, width, task.n_classes, seed=seed) if epochs == 0
+                    else pretrain(task, hidden=width, epochs=epochs, seed=seed)[0])
+            cache[key] = intrinsic_dimension_sweep(base, task, swept, seed=seed)
+        return cache[key]
+
+    labels = ["random init" if e == 0 else f"{e} epoch{'s' if e != 1 else ''}" for e in levels]
+    by_width, by_level = [], []
+    for seed in progress_bar(seeds, progress, "seeds"):
+        by_level.append(IntrinsicStudy("pretraining", labels, levels,
+                                       [sweep(tuple(hidden), e, seed, dims) for e in levels]))
+        by_width.append(IntrinsicStudy("width", [str(w) for w in widths], widths,
+                                       [sweep(w, pretrain_epochs, seed, width_dims) for w in widths]))
+    return StudySeeds(seeds, by_width), StudySeeds(seeds, by_level)
 
 
 def said_comparison(base: Module, task: FruitTask, dims=DIMS, plain: IntrinsicSweep | None = None,

@@ -8,9 +8,10 @@
 >>> blend_accuracy(model, "harvest_a", "harvest_b", 0.5, {"a": harvest_a.test, "b": harvest_b.test})
 >>> inference_latency(model, X[:1])                                  # median seconds per call
 >>> runs = compare_variants(base, task)                              # LoRA, rsLoRA, DoRA, VeRA, ...
+>>> spreads = compare_variants_over_seeds(base, task, seeds=(0, 1, 2))   # mean and min–max per variant
 
 Every function here only calls the library (:mod:`lora_np.lora`, :mod:`lora_np.train`); the
-notebook ``04_adapters`` shows what they measure.
+notebooks ``04_adapters_in_practice`` and ``04b_lora_variants`` show what they measure.
 """
 from __future__ import annotations
 
@@ -35,6 +36,7 @@ from ..tables import text_table
 from ..train import evaluate, progress_bar
 from ..validate import integer, message, number, positive_int
 from .finetune import DEFAULT_TARGETS, FinetuneResult, finetune, format_table
+from .seeds import spread
 
 # --------------------------------------------------------------------------- a second harvest
 
@@ -230,6 +232,76 @@ def compare_variants(base: Module, task: FruitTask, runs=VARIANT_RUNS, progress:
     if not runs:
         raise ValueError("compare_variants: runs must name at least one VariantRun")
     return [finetune_variant(base, task, run, **kwargs) for run in progress_bar(runs, progress, "variants")]
+
+
+@dataclass
+class VariantSpread:
+    """One variant fine-tuned once per seed: the per-seed results and their spread.
+
+    ``results[i]`` is the :class:`FinetuneResult` of ``seeds[i]`` (the seed of the adapter's
+    initialisation and of the batch order; the base model is the same for every seed).
+    The spread reported is min–max over the seeds (with 3 seeds a standard deviation says little).
+    """
+
+    label: str
+    seeds: tuple
+    results: list
+
+    @property
+    def trainable(self) -> int:
+        return self.results[0].trainable
+
+    @property
+    def r(self) -> int:
+        return self.results[0].r
+
+    def values(self, metric: str) -> list:
+        """``metric`` ("accuracy", "grape_recall" or "seconds") of every seed, in order."""
+        if metric not in ("accuracy", "grape_recall", "seconds"):
+            raise ValueError(f"VariantSpread.values: metric must be 'accuracy', 'grape_recall' or 'seconds', "
+                             f"got {metric!r}")
+        return [getattr(res, metric) for res in self.results]
+
+    def mean(self, metric: str) -> float:
+        return spread(self.values(metric))["mean"]
+
+    def low(self, metric: str) -> float:
+        return min(self.values(metric))
+
+    def high(self, metric: str) -> float:
+        return max(self.values(metric))
+
+
+def compare_variants_over_seeds(base: Module, task: FruitTask, seeds=(0, 1, 2), runs=VARIANT_RUNS,
+                                progress: bool = False, **kwargs) -> list:
+    """:func:`compare_variants` once per seed; one :class:`VariantSpread` per run, in the runs' order.
+
+    ``seeds``: at least one distinct integer (use 3 or more to see a spread). Other keyword
+    arguments (``epochs``, ``target_modules``, ...) go to every run.
+    """
+    seeds = tuple(seeds) if isinstance(seeds, (list, tuple, range)) else seeds
+    if not isinstance(seeds, tuple) or not seeds or len(set(seeds)) != len(seeds):
+        raise ValueError(message("seeds", "a non-empty list of distinct integers", seeds,
+                                 "compare_variants_over_seeds"))
+    seeds = tuple(integer(s, "seeds", "compare_variants_over_seeds") for s in seeds)
+    if "seed" in kwargs:
+        raise ValueError("compare_variants_over_seeds: pass seeds=(...), not seed=")
+    per_seed = [compare_variants(base, task, runs, seed=s, **kwargs)
+                for s in progress_bar(seeds, progress, "seeds")]
+    return [VariantSpread(results[0].label, seeds, list(results)) for results in zip(*per_seed, strict=True)]
+
+
+def format_variant_spread(spreads) -> str:
+    """One row per variant: trainable parameters, then grape recall and accuracy as
+    ``mean [min–max]`` over the seeds, and the mean training time."""
+    def cell(sp, metric):
+        return f"{sp.mean(metric):.1%} [{sp.low(metric):.1%}–{sp.high(metric):.1%}]"
+
+    rows = [[sp.label, f"{sp.trainable:,}", cell(sp, "grape_recall"), cell(sp, "accuracy"),
+             f"{sp.mean('seconds'):.2f}s"] for sp in spreads]
+    n = len(spreads[0].seeds) if spreads else 0
+    return text_table(("variant", "trainable", f"grape recall, mean [min–max of {n}]",
+                       f"accuracy, mean [min–max of {n}]", "time"), rows)
 
 
 def format_variant_table(results) -> str:

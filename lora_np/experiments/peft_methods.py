@@ -40,9 +40,10 @@ from ..nn.prefix import PrefixAttention, add_prefix_tuning, prefix_layers
 from ..optim import Adam
 from ..tables import text_table
 from ..train import History, fit, progress_bar
-from ..validate import choice, message, positive_int, positive_number
+from ..validate import choice, int_list, message, positive_int, positive_number
 from .finetune import grape_report
 from .multi_adapter import inference_latency
+from .seeds import spread
 
 METHODS = ("base", "lora", "lora_merged", "adapters", "prefix", "full")
 LABELS = {"base": "base model", "lora": "LoRA (unmerged)", "lora_merged": "LoRA (merged)",
@@ -287,6 +288,62 @@ def compare_peft_methods(base_vit: ViTClassifier, task, lora_r: int = 4, lora_ta
         rows.append(PeftRow(**cost, accuracy=fruit["accuracy"], grape_recall=fruit["grape_recall"],
                             train_seconds=seconds, history=hist, model=models[m]))
     return rows
+
+
+@dataclass
+class PeftSeeds:
+    """:func:`compare_peft_methods` once per training seed (same base model, same data).
+
+    ``runs[i]`` holds the rows of ``seeds[i]``. The seed sets each method's initialisation (LoRA's A,
+    the adapters' W_down, the prefix) and the order of the batches. Latency does not depend on the
+    seed: it is measured once, with the first seed (``rows``); the other runs measure it only briefly.
+    """
+
+    seeds: list
+    runs: list
+
+    @property
+    def rows(self) -> list:
+        """The first seed's rows, with the full latency measurement."""
+        return self.runs[0]
+
+    @property
+    def methods(self) -> list:
+        return [r.method for r in self.rows]
+
+    def values(self, method: str, field: str = "accuracy") -> list:
+        """``field`` of ``method`` in every seed, in the order of ``seeds``."""
+        method = choice(method, "method", tuple(self.methods), "PeftSeeds.values")
+        return [next(getattr(r, field) for r in rows if r.method == method) for rows in self.runs]
+
+    def stats(self, method: str, field: str = "accuracy") -> dict:
+        """mean, std (population), min and max of ``field`` over the seeds."""
+        v = self.values(method, field)
+        return spread(v)
+
+    def table(self) -> str:
+        """One line per model: trainable count, accuracy and grape recall as mean [min–max] over the seeds."""
+        def cell(method, field):
+            st = self.stats(method, field)
+            return f"{st['mean']:.1%} [{st['min']:.1%}–{st['max']:.1%}]"
+        lines = [[r.label, f"{r.trainable:,}", f"{r.percent:.2f}%", cell(r.method, "accuracy"),
+                  cell(r.method, "grape_recall")] for r in self.rows]
+        n = len(self.seeds)
+        return text_table(("method", "trainable", "% model", f"accuracy, mean [min–max] of {n} seeds",
+                           "grape recall, mean [min–max]"), lines)
+
+
+def compare_peft_seeds(base_vit: ViTClassifier, task, seeds=(0, 1, 2), latency_repeats: int = 300,
+                       **kwargs) -> PeftSeeds:
+    """:func:`compare_peft_methods` for every seed in ``seeds`` (at least one), the same keywords each
+    time; the latency is measured with ``latency_repeats`` calls for the first seed only.
+    """
+    seeds = int_list(seeds, "seeds", "compare_peft_seeds", low=0)
+    if not seeds:
+        raise ValueError("compare_peft_seeds: seeds must name at least one seed, e.g. (0, 1, 2)")
+    runs = [compare_peft_methods(base_vit, task, seed=seed, latency_repeats=latency_repeats if i == 0 else 3,
+                                 **kwargs) for i, seed in enumerate(seeds)]
+    return PeftSeeds(seeds, runs)
 
 
 def format_peft_table(rows) -> str:

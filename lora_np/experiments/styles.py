@@ -1,9 +1,11 @@
 """Style adapters, in text: one frozen base language model, one small adapter per writing style.
 
-This is what a style LoRA does for an image generator (an "ink-wash style" adapter changes the
-look, not the subject), shown with characters: the base model writes plain fruit-shop sentences;
-an adapter trained on inventory lines or on verse makes the same base write in that style, and
-its strength slides the output from one to the other.
+This is what a style LoRA is meant to do for an image generator (an "ink-wash style" adapter should
+change the look, not the subject), shown with characters: the base model writes plain fruit-shop
+sentences; an adapter trained on inventory lines or on verse makes the same base write in that
+style's marks, and its strength slides the output from one to the other. Whether the subject stays
+is measured, not assumed: notebook 03 counts the fruit names (:func:`lora_np.data.text.fruit_mentions`)
+and finds that these briefly trained adapters lose them.
 
 >>> vocab = CharVocab()
 >>> base, _ = pretrain_lm(vocab)                                   # plain style

@@ -24,6 +24,7 @@ from .intrinsic import plot_intrinsic_sweep, plot_normalized_sweeps, plot_pretra
 from .peft_methods import plot_peft_comparison, plot_peft_latency, plot_peft_params, plot_peft_tradeoff
 from .ranks import plot_planted_sweep, plot_rank_outcomes, plot_scaling
 from .update_geometry import plot_amplification, plot_delta_spectra, plot_similarity
+from .variants import plot_variant_spread
 
 __all__ = ["smooth", "plot_loss_curves", "plot_rank_sweep", "plot_confusion", "plot_lowrank",
            "plot_singular_values", "plot_lowrank_error_curve", "plot_table5", "plot_style_strength",
@@ -31,4 +32,4 @@ __all__ = ["smooth", "plot_loss_curves", "plot_rank_sweep", "plot_confusion", "p
            "plot_parameter_budget", "plot_memory", "plot_planted_sweep", "plot_scaling", "plot_rank_outcomes",
            "plot_peft_tradeoff", "plot_peft_latency", "plot_peft_params", "plot_peft_comparison",
            "plot_intrinsic_sweep", "plot_normalized_sweeps", "plot_width_study", "plot_pretraining_study",
-           "plot_delta_spectra", "plot_similarity", "plot_amplification"]
+           "plot_delta_spectra", "plot_similarity", "plot_amplification", "plot_variant_spread"]

@@ -112,9 +112,13 @@ def plot_lowrank(M, approx, r: int, axes=None):
                                        (axes[2], diff, "error M − B·A (own colour scale)", dlim, "PuOr_r")):
         im = ax.imshow(img, cmap=cmap, vmin=-vlim, vmax=vlim, aspect="auto")
         ax.set_xlabel("column j")
-        ax.set_ylabel("row i")
         ax.set_title(title, fontsize=10)
-        fig.colorbar(im, ax=ax, shrink=0.85)
+        fig.colorbar(im, ax=ax, shrink=0.85, pad=0.03)
+    axes[0].set_ylabel("row i")            # once: beside a colour bar's ticks it would collide with them
+    for ax in axes[1:]:
+        ax.tick_params(labelleft=False)    # the rows are the same in all three panels
+    if fig.get_layout_engine() is None:
+        fig.subplots_adjust(wspace=0.25)
     fig.suptitle(f"r = {r}: B and A store r·(m+n) = {r * (m + n):,} numbers vs m·n = {m * n:,} for M; "
                  f"relative Frobenius error {err:.3f}", fontsize=11, y=1.02)
     return fig
@@ -159,30 +163,48 @@ def plot_lowrank_error_curve(ranks, errors, m: int, n: int, ax=None):
 # --------------------------------------------------------------------------- Transformer experiments
 
 
-def plot_table5(results, ax=None, before: float | None = None):
-    """The LoRA paper's Table 5 in miniature: accuracy and grape recall per run, as grouped bars.
+def plot_table5(results, ax=None, before: float | None = None, chance: float | None = None):
+    """The LoRA paper's Table 5 in miniature: accuracy and grape recall per setting, as grouped bars.
 
     ``results``: FinetuneResults from :func:`lora_np.experiments.vit.table5` (labels such as
-    "Wq,Wv r=4", then "full"). Each group is labelled with its trainable parameters; a dashed line
-    marks 90% of full fine-tuning's accuracy, a dotted one ``before`` (the pretrained model).
+    "Wq,Wv r=4", then "full"), one or several seeds per label. A bar is the mean over the seeds, its
+    error bar the min–max range, and a dot each seed. Each group is labelled with its trainable
+    parameters; a dashed line marks 90% of full fine-tuning's mean accuracy, a dotted one ``before``
+    (the pretrained model), a grey one ``chance`` (1 / number of classes).
     """
     fig, ax = _axes(ax, figsize=(8, 4.5))
-    x = _host_np.arange(len(results))
-    acc = [100 * res.accuracy for res in results]
-    rec = [100 * res.grape_recall for res in results]
-    bars = ax.bar(x - 0.2, acc, 0.4, color="C0", label="accuracy")
-    ax.bar(x + 0.2, rec, 0.4, color="C2", label="grape recall")
-    for bar, a in zip(bars, acc, strict=True):
-        ax.text(bar.get_x() + bar.get_width() / 2, a + 1, f"{a:.1f}", ha="center", va="bottom", fontsize=8)
-    full = [res for res in results if res.r is None]
+    groups: dict = {}
+    for res in results:
+        groups.setdefault(res.label, []).append(res)
+    x = _host_np.arange(len(groups))
+    n_seeds = max(len(runs) for runs in groups.values())
+    for shift, key, colour, name in ((-0.2, "accuracy", "C0", "accuracy"),
+                                     (0.2, "grape_recall", "C2", "grape recall")):
+        vals = [100 * _host_np.asarray([getattr(r, key) for r in runs]) for runs in groups.values()]
+        mean = _host_np.asarray([v.mean() for v in vals])                         # (settings,)
+        err = _host_np.asarray([[m - v.min() for v, m in zip(vals, mean, strict=True)],
+                                [v.max() - m for v, m in zip(vals, mean, strict=True)]])   # (2, settings)
+        ax.bar(x + shift, mean, 0.4, color=colour, alpha=0.8,
+               label=f"{name}, mean" + (f" (min–max over {n_seeds} seeds)" if n_seeds > 1 else ""))
+        if n_seeds > 1:
+            ax.errorbar(x + shift, mean, yerr=err, fmt="none", ecolor="black", capsize=3, lw=1)
+            for k, v in enumerate(vals):
+                ax.plot(_host_np.full(len(v), x[k] + shift), v, "k.", ms=3)
+        if key == "accuracy":
+            for k, m in enumerate(mean):
+                ax.text(x[k] + shift, m + err[1, k] + 1, f"{m:.1f}", ha="center", va="bottom", fontsize=8,
+                        bbox=dict(facecolor="white", edgecolor="none", pad=0.5), zorder=3)
+    full = groups.get("full")
     if full:
-        ax.axhline(90 * full[0].accuracy, color="C0", ls="--", lw=1,
+        ax.axhline(90 * sum(r.accuracy for r in full) / len(full), color="C0", ls="--", lw=1,
                    label="90% of full fine-tuning's accuracy")
     if before is not None:
         ax.axhline(100 * before, color="gray", ls=":", label="pretrained, before fine-tuning")
-    ax.set_xticks(x, [f"{res.label}\n{res.trainable:,} trained\n({res.percent:.1f}%)" for res in results],
-                  fontsize=8)
-    ax.set_ylim(0, 125)                                           # room for the legend above the bars
+    if chance is not None:
+        ax.axhline(100 * chance, color="gray", ls="-", lw=0.8, label="chance")
+    ax.set_xticks(x, [f"{label}\n{runs[0].trainable:,} trained\n({runs[0].percent:.1f}%)"
+                      for label, runs in groups.items()], fontsize=8)
+    ax.set_ylim(0, 130)                                           # room for the legend above the bars
     ax.set_yticks(range(0, 101, 20))
     ax.set_xlabel("adapted projections and rank (equal budget for the LoRA runs)")
     ax.set_ylabel("on the shifted test images (%)")

@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import numpy as _host_np  # plotting happens on the host
-from matplotlib.ticker import NullFormatter
 
 from .figures import _axes
 
@@ -23,22 +22,41 @@ def _reference(rows):
     return next((r for r in rows if r.method == "base"), None)
 
 
+def _rows_and_seeds(rows):
+    """``(rows, seeds)``: a :class:`~lora_np.experiments.peft_methods.PeftSeeds` gives its first seed's
+    rows and itself; a list of rows gives the rows and None."""
+    if hasattr(rows, "runs") and hasattr(rows, "stats"):
+        return list(rows.rows), rows
+    return list(rows), None
+
+
 def plot_peft_tradeoff(rows, ax=None):
-    """Accuracy (filled) and grape recall (hollow) on the shifted test images against trainable
-    parameters (log scale), one colour per method. The base model trains nothing: it is drawn as
-    dotted lines; merged LoRA sits on unmerged LoRA (same parameters, same predictions).
+    """Accuracy (filled) and grape recall (hollow) on the shifted test images, one column per method,
+    labelled with what it trains; the base model trains nothing and is drawn as dotted lines. Merged
+    LoRA is not drawn: it predicts what unmerged LoRA predicts.
+
+    ``rows``: the rows of one run, or a :class:`~lora_np.experiments.peft_methods.PeftSeeds`: then
+    each marker is the mean over the seeds, its error bar spans min to max, and its number is the mean.
+    The y axis starts at 0, where the base model's grape recall lies.
     """
     fig, ax = _axes(ax, figsize=(7, 4.5))
-    rows = list(rows)
+    rows, seeds = _rows_and_seeds(rows)
     base = _reference(rows)
     shown = [r for r in rows if r.method not in ("base", "lora_merged")]
+    x = _host_np.arange(len(shown))
     for i, r in enumerate(shown):
-        same = r.method == "lora" and any(q.method == "lora_merged" for q in rows)
-        label = r.label + (" (= merged)" if same else "")
-        ax.plot(r.trainable, 100 * r.accuracy, "o", ms=10, color=_color(r), label=label)
-        ax.plot(r.trainable, 100 * r.grape_recall, "o", ms=10, mfc="none", mew=2, color=_color(r))
-        ax.annotate(f"{100 * r.accuracy:.1f}%", (r.trainable, 100 * r.accuracy), textcoords="offset points",
-                    xytext=(10, 10 - 14 * (i % 3)), fontsize=8, color=_color(r))   # staggered: close points
+        for field, dx, filled in (("accuracy", -0.12, True), ("grape_recall", 0.12, False)):
+            if seeds is None:
+                mean, err = 100 * getattr(r, field), None
+            else:
+                st = seeds.stats(r.method, field)
+                mean = 100 * st["mean"]
+                err = [[mean - 100 * st["min"]], [100 * st["max"] - mean]]
+            ax.errorbar([i + dx], [mean], yerr=err, fmt="o", ms=9, color=_color(r), capsize=4,
+                        mfc=_color(r) if filled else "none", mew=2)
+            ax.annotate(f"{mean:.1f}%" if filled else f"{mean:.0f}%", (i + dx, mean),
+                        textcoords="offset points", xytext=(-8 if filled else 8, 0),
+                        ha="right" if filled else "left", va="center", fontsize=8, color=_color(r))
     if base is not None:
         ax.axhline(100 * base.accuracy, color="0.5", ls=":",
                    label=f"base model accuracy ({100 * base.accuracy:.1f}%)")
@@ -46,16 +64,20 @@ def plot_peft_tradeoff(rows, ax=None):
                    label=f"base model grape recall ({100 * base.grape_recall:.0f}%)")
     ax.plot([], [], "o", color="k", label="filled: accuracy")
     ax.plot([], [], "o", mfc="none", mew=2, color="k", label="hollow: grape recall")
-    ax.set_xscale("log")
-    ax.xaxis.set_minor_formatter(NullFormatter())                # only the powers of ten are labelled
-    if shown:
-        lo, hi = min(max(r.trainable, 1) for r in shown), max(r.trainable for r in shown)
-        ax.set_xlim(lo / 2, hi * 3)
-    ax.set_ylim(-5, 105)
-    ax.set_xlabel("trainable parameters (log scale)")
+    if seeds is not None:
+        ax.errorbar([], [], yerr=[], fmt="none", color="k", capsize=4,
+                    label=f"mean, bar: min–max of {len(seeds.seeds)} seeds")
+    ticks = []
+    for r in shown:
+        same = r.method == "lora" and any(q.method == "lora_merged" for q in rows)
+        ticks.append(f"{r.label}{' (= merged)' if same else ''}\n{r.trainable:,} trained\n({r.percent:.1f}%)")
+    ax.set_xticks(x, ticks, fontsize=7)
+    ax.set_xlim(-0.6, len(shown) - 0.4)
+    ax.set_ylim(0, 112)
+    ax.set_xlabel("method (trainable parameters, share of the model)")
     ax.set_ylabel("accuracy, grape recall on shifted images (%)")
     ax.set_title("What each method trains, and what it reaches")
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="lower center", ncol=2)
     return fig
 
 
@@ -107,10 +129,13 @@ def plot_peft_params(rows, ax=None):
 
 
 def plot_peft_comparison(rows, axes=None):
-    """The comparison in two panels: :func:`plot_peft_tradeoff` (left), :func:`plot_peft_latency` (right)."""
+    """The comparison in two panels: :func:`plot_peft_tradeoff` (left), :func:`plot_peft_latency` (right).
+
+    ``rows``: one run's rows, or a :class:`~lora_np.experiments.peft_methods.PeftSeeds` (accuracy over
+    its seeds on the left; the latency, measured once, on the right)."""
     if axes is None:
         import matplotlib.pyplot as plt
         _, axes = plt.subplots(1, 2, figsize=(14, 4.8))
     plot_peft_tradeoff(rows, ax=axes[0])
-    plot_peft_latency(rows, ax=axes[1])
+    plot_peft_latency(_rows_and_seeds(rows)[0], ax=axes[1])
     return axes[0].figure

@@ -84,35 +84,56 @@ def plot_scaling(sweeps: dict, axes=None, window: int = 10, epoch: int = 1):
     return fig
 
 
-def plot_rank_outcomes(runs, r: int | None = None, ax=None, chance: float | None = None):
+def plot_rank_outcomes(runs, r: int | None = None, ax=None, chance: float | None = None,
+                       before: dict | None = None):
     """What a rank buys on held-out data: accuracy and grape recall against r, for the runs so far.
 
     ``runs``: fine-tuning results with ``.r``, ``.accuracy``, ``.grape_recall`` and ``.trainable``;
-    each point is labelled with its trainable count. ``r`` is circled; ``chance`` (a fraction) is
-    drawn as a floor line. The axis runs from 0 to 100%, so a few points' difference looks its size.
+    each point is labelled with its trainable count. Several runs at one r (seeds) are drawn as
+    their mean with min–max error bars. ``r`` is circled; ``chance`` (a fraction) is drawn as a floor
+    line, ``before`` (``{"accuracy", "grape_recall"}``, the model before fine-tuning) as two more.
+    The axis runs from 0 to 100%, so a few points' difference looks its size.
     """
     if ax is None:
         import matplotlib.pyplot as plt
         ax = plt.subplots(figsize=(6, 4))[1]
-    runs = sorted((run for run in runs if run.r is not None), key=lambda run: run.r)
-    rs = [run.r for run in runs]
-    acc = [100 * run.accuracy for run in runs]
-    recall = [100 * run.grape_recall for run in runs]
+    groups = {}
+    for run in runs:
+        if run.r is not None:
+            groups.setdefault(run.r, []).append(run)
+    rs = sorted(groups)
+    n_seeds = max((len(g) for g in groups.values()), default=1)
+
+    def stats(field):                                     # (mean, below, above) in %, one per rank
+        vals = [[100 * getattr(run, field) for run in groups[k]] for k in rs]
+        mean = _host_np.array([sum(v) / len(v) for v in vals])
+        return mean, mean - [min(v) for v in vals], [max(v) for v in vals] - mean
+
+    acc, acc_lo, acc_hi = stats("accuracy")
+    recall, rec_lo, rec_hi = stats("grape_recall")
     ax.plot(rs, acc, "o-", color="C0", label="accuracy (held-out new harvest)")
     ax.plot(rs, recall, "s-", color="C2", label="grape recall (held-out)")
-    for run, a in zip(runs, acc, strict=True):
-        ax.annotate(f"{run.trainable:,}", (run.r, a), textcoords="offset points", xytext=(0, 7),
+    if n_seeds > 1:
+        ax.errorbar(rs, acc, yerr=[acc_lo, acc_hi], fmt="none", ecolor="C0", capsize=4)
+        ax.errorbar(rs, recall, yerr=[rec_lo, rec_hi], fmt="none", ecolor="C2", capsize=4)
+    for k, a in zip(rs, acc, strict=True):
+        ax.annotate(f"{groups[k][0].trainable:,}", (k, a), textcoords="offset points", xytext=(0, 9),
                     ha="center", fontsize=7, color="C0")
     if r in rs:
         i = rs.index(r)
         ax.plot([r, r], [acc[i], recall[i]], "o", ms=13, mfc="none", mec="k", label=f"r = {r} (the slider)")
     if chance is not None:
         ax.axhline(100 * chance, color="gray", ls=":", label="chance")
+    if before is not None:
+        ax.axhline(100 * before["accuracy"], color="C0", ls="--", lw=1, label="accuracy before fine-tuning")
+        ax.axhline(100 * before["grape_recall"], color="C2", ls="--", lw=1,
+                   label="grape recall before fine-tuning")
     ax.set_xscale("log", base=2)
     ax.set_xticks(rs, [str(k) for k in rs])
     ax.set_ylim(0, 105)
     ax.set_xlabel("LoRA rank r (numbers above the points: trainable parameters)")
     ax.set_ylabel("% on the held-out new harvest")
-    ax.set_title("What each rank buys on held-out fruit")
-    ax.legend(loc="lower right", fontsize=8)
+    ax.set_title("What each rank buys on held-out fruit"
+                 + (f"\n(mean of {n_seeds} seeds; bars: min–max)" if n_seeds > 1 else ""))
+    ax.legend(loc="lower right", bbox_to_anchor=(1, 0.12), fontsize=8)   # above the chance line, below 40%
     return ax.figure

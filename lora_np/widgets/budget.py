@@ -16,6 +16,11 @@ from ..validate import integer
 from ..viz.budget import plot_memory, plot_parameter_budget
 from .base import Dashboard, _figure, _show
 
+# The rank sliders' descriptions: distinct, so that a notebook with both dashboards (and notebook 05's
+# rank-sweep slider, "LoRA rank r") names each control once.
+BUDGET_RANK = "rank r (one W)"
+MEMORY_RANK = "rank r (model)"
+
 RANK_CHOICES = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 CHECKPOINT_FORMATS = {1: "int8", 2: "fp16", 4: "fp32"}           # bytes per saved parameter -> its name
 
@@ -45,8 +50,8 @@ class ParameterBudgetExplorer(_MultiWidgetDashboard):
                                              continuous_update=False)
         self.d_out_slider = widgets.IntSlider(value=budget.d_out, min=1, max=max_dim, description="d_out",
                                               continuous_update=False)
-        slider = widgets.IntSlider(value=r, min=1, max=min(d_in, d_out), description="LoRA rank r",
-                                   continuous_update=False)
+        slider = widgets.IntSlider(value=r, min=1, max=min(d_in, d_out), description=BUDGET_RANK,
+                                   continuous_update=False, style={"description_width": "initial"})
         super().__init__(slider, "Parameters of one weight W (d_out × d_in): full fine-tuning vs LoRA")
         self.children = self.children[:-2] + (self.d_in_slider, self.d_out_slider) + self.children[-2:]
         for w in (self.d_in_slider, self.d_out_slider):
@@ -119,8 +124,8 @@ class MemoryCalculator(_MultiWidgetDashboard):
                                                    description="precision")
         self.targets_dropdown = widgets.Dropdown(options=self._target_options(preset), value=targets,
                                                  description="targets")
-        slider = widgets.SelectionSlider(options=ranks, value=r, description="LoRA rank r",
-                                         continuous_update=False)
+        slider = widgets.SelectionSlider(options=ranks, value=r, description=MEMORY_RANK,
+                                         continuous_update=False, style={"description_width": "initial"})
         super().__init__(slider, "Training memory: full fine-tuning vs LoRA")
         extra = (self.dropdown, self.precision_dropdown, self.targets_dropdown)
         self.children = self.children[:-2] + extra + self.children[-2:]

@@ -48,13 +48,18 @@ class LoraRankExplorer(Dashboard):
     whether that helps).
 
     Each rank is trained once and cached (``.results[r]``), so moving back is instant; the plots
-    show every rank trained so far, the current one marked.
+    show every rank trained so far, the current one marked. ``results``: runs already trained with
+    the same settings (a :func:`~lora_np.experiments.rank_sweep`'s), which fill the cache.
     """
 
-    def __init__(self, base, task, ranks=(1, 2, 4, 8, 16), r: int = 4, epochs: int = 30, **finetune_kwargs):
+    def __init__(self, base, task, ranks=(1, 2, 4, 8, 16), r: int = 4, epochs: int = 30, results=(),
+                 **finetune_kwargs):
         slider = _choice_slider("lora_rank_explorer", "r", r, ranks, "ranks", "LoRA rank r")
         self.base, self.task, self.epochs, self.kwargs = base, task, epochs, finetune_kwargs
-        self.results = {}
+        if not all(hasattr(run, "r") and hasattr(run, "history") for run in results):
+            raise TypeError("lora_rank_explorer: results must be fine-tuning results (rank_sweep's), "
+                            f"got {[type(run).__name__ for run in results]}")
+        self.results = {run.r: run for run in results if run.r in slider.options}
         targets = finetune_kwargs.get("target_modules", DEFAULT_TARGETS)
         super().__init__(slider, f"LoRA fine-tuning on the shifted fruit (adapting {', '.join(targets)})")
         self.redraw(r)
@@ -83,13 +88,14 @@ class LoraRankExplorer(Dashboard):
         return record
 
 
-def lora_rank_explorer(base, task, ranks=(1, 2, 4, 8, 16), r: int = 4, epochs: int = 30,
+def lora_rank_explorer(base, task, ranks=(1, 2, 4, 8, 16), r: int = 4, epochs: int = 30, results=(),
                        **finetune_kwargs) -> LoraRankExplorer:
     """A slider over ``ranks`` that fine-tunes ``base`` on ``task`` with LoRA at rank r and redraws.
 
     ``epochs`` and any other keyword (``seed``, ``lr``, ``target_modules``, ...) go to
-    :func:`lora_np.experiments.finetune`.
+    :func:`lora_np.experiments.finetune`. ``results``: runs of the same settings already trained
+    (e.g. one seed of a rank sweep): the slider shows them without training again.
     """
-    return LoraRankExplorer(base, task, ranks=ranks, r=r, epochs=epochs, **finetune_kwargs)
+    return LoraRankExplorer(base, task, ranks=ranks, r=r, epochs=epochs, results=results, **finetune_kwargs)
 
 
