@@ -12,6 +12,7 @@ import re
 
 import numpy as np
 import pytest
+from exercise_checks import assert_accepts, assert_rejects
 from notebook_runner import WIDGET_STATE
 
 from lora_np.course import EXERCISES, check_exercise, notebook01_checks, show_solution
@@ -269,21 +270,13 @@ def test_every_exercise_of_the_notebook_is_registered_and_tested():
 
 @pytest.mark.parametrize("name", sorted(EXERCISES_01))
 def test_an_exercise_accepts_the_right_answer(name):
-    fb = check_exercise(name, EXERCISES_01[name].answer)
-    assert fb.passed and fb.lines[0].startswith(f"✓ {name}: right"), str(fb)
+    assert_accepts(name, EXERCISES_01[name].answer)
 
 
 @pytest.mark.parametrize("name", sorted(EXERCISES_01))
 def test_a_wrong_answer_is_rejected_with_a_reason_and_without_the_answer(name):
-    answer = EXERCISES_01[name].answer
     for wrong in WRONG_ANSWERS[name]:
-        fb = check_exercise(name, wrong)
-        assert not fb.passed
-        reason = fb.lines[0].removeprefix(f"✗ {name}: ")
-        assert len(reason) > 15, reason
-        text = str(fb).replace(name, "")                            # the name is part of the question
-        for form in answer_forms(name, answer):
-            assert not shows(form, text), f"{name}: {wrong!r} -> feedback shows {form!r}:\n{fb}"
+        assert_rejects(name, wrong, answer_forms(name, EXERCISES_01[name].answer), shows=shows)
 
 
 def test_common_mistakes_in_the_exercises_are_named():

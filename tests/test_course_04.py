@@ -15,6 +15,7 @@ import matplotlib
 import nbformat
 import numpy as np
 import pytest
+from exercise_checks import assert_accepts, assert_placeholders_say_no_answer_yet, assert_rejects, text_output
 from notebook_runner import WIDGET_STATE
 
 from lora_np.course import EXERCISES, check_exercise, show_solution
@@ -149,24 +150,16 @@ def test_the_notebooks_register_their_exercises_and_every_one_has_wrong_answers_
 
 @pytest.mark.parametrize("name", NAMES)
 def test_the_right_answer_is_accepted(name):
-    fb = check_exercise(name, ALL[name].answer)
-    assert fb.passed and fb.lines[0].startswith(f"✓ {name}: right"), str(fb)
+    assert_accepts(name, ALL[name].answer)
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_a_wrong_answer_is_rejected_with_its_reason_and_without_the_answer(name):
     options = {"predict_switch_strength0": nb04.SWITCH_OPTIONS, "predict_blend_half": nb04.BLEND_OPTIONS,
                "predict_variant_spread": nb04b.PREDICT_OPTIONS}.get(name, {})
+    listings = ("True or False", str(sorted(options)))       # what every answer may be
     for wrong, words in WRONG[name]:
-        fb = check_exercise(name, wrong)
-        assert not fb.passed, f"{name}: {wrong!r} accepted"
-        reason = fb.lines[0].removeprefix(f"✗ {name}: ")
-        assert len(reason) > 15 and words in reason, f"{name}: {wrong!r} -> {reason!r}"
-        text = str(fb).replace(name, "")
-        for listing in ("True or False", str(sorted(options))):          # what every answer may be
-            text = text.replace(listing, "")
-        for form in answer_forms(name):
-            assert form not in text, f"{name}: {wrong!r} -> the feedback shows {form!r}:\n{fb}"
+        assert_rejects(name, wrong, answer_forms(name), words, listings=listings)
 
 
 def test_the_answers_are_what_the_formulas_give():
@@ -267,10 +260,6 @@ def markdown(nb) -> str:
     return "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
 
 
-def text_output(cell) -> str:
-    return "".join(out.get("text", "") or out.get("data", {}).get("text/plain", "") for out in cell.outputs)
-
-
 def controls(nb) -> dict:
     state = nb.metadata["widgets"][WIDGET_STATE]["state"]
     kinds = ("SliderModel", "DropdownModel")
@@ -284,12 +273,7 @@ def controls(nb) -> dict:
 
 @pytest.mark.parametrize("which, names", [("practice", nb04.EXERCISES_04), ("variants", nb04b.EXERCISES_04B)])
 def test_every_exercise_has_a_placeholder_that_says_no_answer_yet(which, names, request):
-    nb = request.getfixturevalue(which)
-    for name in names:
-        placeholder = f'check_exercise("{name}", None)'
-        cells = [c for c in nb.cells if c.cell_type == "code" and placeholder in c.source]
-        assert len(cells) == 1, name
-        assert "no answer yet" in text_output(cells[0]), name
+    assert_placeholders_say_no_answer_yet(request.getfixturevalue(which), names)
 
 
 def test_each_dashboard_comes_after_its_question_and_before_what_you_should_have_seen(practice):

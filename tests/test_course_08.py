@@ -13,6 +13,7 @@ import pathlib
 import nbformat
 import numpy as np
 import pytest
+from exercise_checks import assert_accepts, assert_placeholders_say_no_answer_yet, assert_rejects, text_output
 
 from lora_np import backend
 from lora_np.course import EXERCISES, check_exercise, show_solution
@@ -107,20 +108,13 @@ def test_the_notebook_registers_its_exercises_and_every_one_has_wrong_answers_to
 
 @pytest.mark.parametrize("name", NAMES)
 def test_the_right_answer_is_accepted(name):
-    fb = check_exercise(name, nb08.EXERCISES_08[name].answer)
-    assert fb.passed and fb.lines[0].startswith(f"✓ {name}: right"), str(fb)
+    assert_accepts(name, nb08.EXERCISES_08[name].answer)
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_a_wrong_answer_is_rejected_with_its_reason_and_without_the_answer(name):
     for wrong, words in WRONG[name]:
-        fb = check_exercise(name, wrong)
-        assert not fb.passed, f"{name}: {wrong!r} accepted"
-        reason = fb.lines[0].removeprefix(f"✗ {name}: ")
-        assert len(reason) > 15 and words in reason, f"{name}: {wrong!r} -> {reason!r}"
-        text = str(fb).replace(name, "").replace("['a', 'b', 'c', 'd']", "")   # every answer it may be
-        for form in answer_forms(name):
-            assert form not in text, f"{name}: {wrong!r} -> the feedback shows {form!r}:\n{fb}"
+        assert_rejects(name, wrong, answer_forms(name), words, listings=("['a', 'b', 'c', 'd']",))
 
 
 def test_the_answers_are_what_the_formulas_give():
@@ -173,16 +167,8 @@ def markdown(nb) -> str:
     return "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
 
 
-def text_output(cell) -> str:
-    return "".join(out.get("text", "") or out.get("data", {}).get("text/plain", "") for out in cell.outputs)
-
-
 def test_every_exercise_has_a_placeholder_that_says_no_answer_yet(ran):
-    for name in NAMES:
-        placeholder = f'check_exercise("{name}", None)'
-        cells = [c for c in ran.cells if c.cell_type == "code" and placeholder in c.source]
-        assert len(cells) == 1, name
-        assert "no answer yet" in text_output(cells[0]), name
+    assert_placeholders_say_no_answer_yet(ran, NAMES)
 
 
 def test_the_prediction_options_in_the_text_are_the_checkers(ran):

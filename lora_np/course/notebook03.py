@@ -180,7 +180,7 @@ def _softmax_answer(fn) -> tuple[bool, str]:
     if not callable(fn):
         return False, "pass your function itself: softmax_backward, not softmax_backward(...)"
     fb = check_softmax_backward(fn)
-    return fb.passed, "\n" + str(fb)
+    return fb.passed, ("right: " if fb.passed else "not yet: ") + "one line per problem below\n" + str(fb)
 
 
 # ------------------------------------------------------------------ code exercise: the causal softmax
