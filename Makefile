@@ -18,7 +18,7 @@ VENV_MIN   := .venv-min
 MIN_PINNED := numpy matplotlib tqdm ipywidgets
 MIN_STAMP  := $(VENV_MIN)/.installed
 
-.PHONY: demo test lint test-min notebooks lab bench clean
+.PHONY: demo test lint test-min notebooks lab reset-notebooks gpu bench docs docs-serve test-browser clean
 
 # Re-installs whenever pyproject.toml changes (new or changed dependencies).
 $(STAMP): pyproject.toml
@@ -36,7 +36,7 @@ test: $(STAMP)
 
 # ruff, configured in pyproject.toml ([tool.ruff]); the version is pinned in the test extra.
 lint: $(STAMP)
-	$(BIN)/ruff check lora_np tests benchmarks
+	$(BIN)/ruff check lora_np tests tests_browser benchmarks
 
 # Re-installs when pyproject.toml (the minimums) or this file (MIN_PINNED) changes.
 $(MIN_STAMP): pyproject.toml Makefile
@@ -70,8 +70,74 @@ BENCH_PYTHON ?= $(BIN)/python
 bench: $(STAMP)
 	PYTHONPATH=$(CURDIR) $(BENCH_PYTHON) benchmarks/bench.py
 
+# make lab opens YOUR copy of the notebooks, workspace/ (git ignores it): the first run copies them there,
+# later runs add only notebooks that are new, so your edits and outputs stay yours and git pull never
+# conflicts. make reset-notebooks moves workspace/ aside (workspace-backup-<time>/) and copies them afresh.
+# JupyterLab refuses to run as root without --allow-root (Docker, Codespaces): added when you are root.
+# Pass JupyterLab's own options with LAB_ARGS, e.g. make lab LAB_ARGS="--no-browser --port 8899".
+WORKSPACE := workspace
+LAB_ARGS  ?=
+ROOT_ARG  := $(if $(filter 0,$(shell id -u)),--allow-root,)
+
 lab: $(STAMP)
-	$(BIN)/jupyter lab notebooks
+	@mkdir -p $(WORKSPACE)
+	@for nb in notebooks/*.ipynb; do test -e "$(WORKSPACE)/$${nb##*/}" || cp "$$nb" $(WORKSPACE)/; done
+	$(BIN)/jupyter lab $(ROOT_ARG) $(LAB_ARGS) $(WORKSPACE)
+
+reset-notebooks:
+	@if test -d $(WORKSPACE); then backup=$(WORKSPACE)-backup-$$(date +%Y%m%d-%H%M%S); \
+	  mv $(WORKSPACE) $$backup && echo "your notebooks are kept in $$backup/"; fi
+	@mkdir -p $(WORKSPACE) && cp notebooks/*.ipynb $(WORKSPACE)/
+	@echo "$(WORKSPACE)/ holds fresh copies of the notebooks"
+
+# The website (mkdocs.yml): make docs builds it into build/site in strict mode (a broken link, a missing
+# reference or a warning fails it); make docs-serve previews it at http://127.0.0.1:8000.
+DOCS_STAMP := $(VENV)/.docs-installed
+export NO_MKDOCS_2_WARNING := 1
+
+$(DOCS_STAMP): $(STAMP) pyproject.toml
+	$(BIN)/python -m pip install --quiet -e '.[docs]'
+	@touch $(DOCS_STAMP)
+
+docs: $(DOCS_STAMP)
+	$(BIN)/mkdocs build --strict
+
+docs-serve: $(DOCS_STAMP)
+	$(BIN)/mkdocs serve
+
+# make test-browser: notebook 02 in JupyterLab, in headless Chromium driven by Playwright
+# (tests_browser/): Run All, move the rank slider with the keyboard, check the count and the redraw.
+# Installs Playwright (the browser extra) into .venv; Chromium is the system's: installed with apt-get
+# when it is missing and you are root, else it says what to install (or set LORA_NP_CHROMIUM).
+BROWSER_STAMP := $(VENV)/.browser-installed
+
+$(BROWSER_STAMP): $(STAMP) pyproject.toml
+	$(BIN)/python -m pip install --quiet -e '.[browser]'
+	@touch $(BROWSER_STAMP)
+
+test-browser: $(BROWSER_STAMP)
+	@test -n "$$LORA_NP_CHROMIUM" || command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing chromium with apt-get"; \
+	    apt-get install -y -q chromium >/dev/null 2>&1 || \
+	    { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; }; \
+	  else echo "make test-browser needs Chromium: install your system's chromium package, or set" \
+	            "LORA_NP_CHROMIUM to a Chromium binary" >&2; exit 2; fi; }
+	$(BIN)/python -m pytest tests_browser -s
+
+# CuPy for this machine's CUDA major version (from nvidia-smi), into .venv: the gpu extra for CUDA 12,
+# gpu-cuda13 for CUDA 13. Without nvidia-smi it says what to choose and installs nothing.
+gpu: $(STAMP)
+	@cuda=$$(nvidia-smi 2>/dev/null | grep -o "CUDA Version: [0-9]*" | grep -o "[0-9]*$$"); \
+	case "$$cuda" in \
+	  12) extra=gpu ;; \
+	  13) extra=gpu-cuda13 ;; \
+	  "") echo "make gpu: nvidia-smi found no NVIDIA GPU here. On a GPU machine run make gpu there, or pick" \
+	           "by hand: $(BIN)/pip install -e '.[gpu]' (CUDA 12) or -e '.[gpu-cuda13]' (CUDA 13)" >&2; exit 2 ;; \
+	  *) echo "make gpu: CUDA $$cuda is not one CuPy's wheels here cover (12 or 13)" >&2; exit 2 ;; \
+	esac; \
+	echo "CUDA $$cuda: installing the $$extra extra into $(VENV)"; \
+	$(BIN)/python -m pip install --quiet -e ".[$$extra]"
 
 clean:
 	rm -rf $(VENV) $(VENV_MIN) outputs .pytest_cache .hypothesis

@@ -2,8 +2,8 @@
 
 Ready to run unchanged on a machine with one NVIDIA GPU (it takes under 5 minutes there):
 
-    pip install -e '.[test,gpu]'                     # or '.[test,gpu-cuda13]' for CUDA 13
-    python benchmarks/gpu_check.py
+    make gpu                                         # CuPy into .venv for this machine's CUDA
+    .venv/bin/python benchmarks/gpu_check.py
 
 It does three things and writes ``benchmarks/results/gpu_check.json`` and ``gpu_check.md``:
 

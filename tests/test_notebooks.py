@@ -93,3 +93,16 @@ def test_saving_records_outputs_counts_and_what_an_output_widget_captured(tmp_pa
     captured = [m["state"]["outputs"] for m in state.values() if m["model_name"] == "OutputModel"]
     assert captured == [[{"output_type": "stream", "name": "stdout", "text": "inside the widget\n"}]]
     assert fourth.outputs[0]["name"] == "stderr"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_the_committed_notebook_was_run_top_to_bottom_with_its_outputs_and_widget_state(path):
+    """As ``make notebooks`` saves it: every code cell run once, in order, none with an error, and the
+    dashboards' state saved so GitHub, nbviewer and the website show their figures under the right cells."""
+    nb = nbformat.read(path, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code" and c.source.strip()]
+    assert [c.execution_count for c in code] == list(range(1, len(code) + 1)), f"{path.name}: not in order"
+    assert all(o["output_type"] != "error" for c in code for o in c.outputs), f"{path.name}: an error output"
+    assert sum(bool(c.outputs) for c in code) >= len(code) // 2, f"{path.name}: most cells have no output"
+    if any("_explorer(" in c.source or "_calculator(" in c.source for c in code):
+        assert nb.metadata.get("widgets", {}).get("application/vnd.jupyter.widget-state+json"), path.name

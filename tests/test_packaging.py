@@ -86,9 +86,20 @@ def test_the_expected_packages_are_declared():
     assert test["ruff"].startswith("==")                         # lint findings change between versions
 
 
+def test_the_website_and_browser_tools_are_pinned_exactly():
+    text = (ROOT / "pyproject.toml").read_text()
+    docs = re.search(r"^docs\s*=\s*\[(.*?)\]", text, re.S | re.M).group(1)
+    pins = dict(_parse(s) for s in re.findall(r'"([^"]+)"', docs))
+    tools = {"mkdocs", "mkdocs-material", "mkdocs-jupyter", "mkdocstrings", "mkdocstrings-python"}
+    assert tools <= pins.keys()
+    assert all(spec.startswith("==") for spec in pins.values()), pins
+    browser = re.search(r"^browser\s*=\s*\[(.*?)\]", text, re.S | re.M).group(1)
+    assert [_parse(s) for s in re.findall(r'"([^"]+)"', browser)] == [("playwright", "==1.65.2")]
+
+
 def _imported_top_level_names() -> set:
     names = set()
-    for folder in ("lora_np", "tests", "benchmarks"):
+    for folder in ("lora_np", "tests", "tests_browser", "benchmarks"):
         for path in (ROOT / folder).rglob("*.py"):
             for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
                 if isinstance(node, ast.Import):
@@ -98,13 +109,14 @@ def _imported_top_level_names() -> set:
                 elif (isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "importorskip"
                       and node.args and isinstance(node.args[0], ast.Constant)):
                     names.add(node.args[0].value.split(".")[0])   # pytest.importorskip("safetensors.numpy")
-    local = {"lora_np"} | {p.stem for folder in ("tests", "benchmarks") for p in (ROOT / folder).glob("*.py")}
+    folders = ("tests", "tests_browser", "benchmarks")
+    local = {"lora_np"} | {p.stem for folder in folders for p in (ROOT / folder).glob("*.py")}
     return names - set(sys.stdlib_module_names) - local
 
 
 def test_what_the_code_imports_is_declared_and_what_is_declared_is_used():
     deps, test, _ = _pyproject_lists()
-    declared = deps.keys() | test.keys()
+    declared = deps.keys() | test.keys() | {"playwright"}          # the browser extra (make test-browser)
     imported = {_norm(name) for name in _imported_top_level_names()}     # IPython -> ipython, as on PyPI
     undeclared = imported - OPTIONAL_IMPORTS - declared
     assert not undeclared, f"imported but not declared in pyproject.toml: {undeclared}"
@@ -121,8 +133,10 @@ def test_gpu_extra_is_offered_on_both_routes():
 
 def test_ci_runs_the_readme_commands():
     readme, ci = (ROOT / "README.md").read_text(), (ROOT / ".ci" / "run").read_text()
-    for cmd in ("make demo", "make test", "make lint", "make test-min"):
+    for cmd in ("make demo", "make test", "make lint", "make test-min", "make docs",
+                "make test-browser"):
         assert cmd in readme and cmd in ci, cmd
     makefile = (ROOT / "Makefile").read_text()
-    for target in ("demo", "test", "lint", "test-min", "lab", "clean"):
+    for target in ("demo", "test", "lint", "test-min", "lab", "reset-notebooks", "gpu", "bench", "docs",
+                   "docs-serve", "test-browser", "clean"):
         assert re.search(rf"^{re.escape(target)}:", makefile, re.M), f"Makefile has no {target} target"
