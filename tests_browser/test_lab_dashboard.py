@@ -1,11 +1,11 @@
-"""Notebook 02 in JupyterLab in a real browser, as a learner uses it (``make test-browser``).
+"""Notebooks in JupyterLab in a real browser, as a learner uses them (``make test-browser``).
 
 An isolated JupyterLab (its settings, runtime and data folders in a temporary directory, on
-127.0.0.1) serves a fresh copy of the notebook; headless Chromium, driven by Playwright, runs all
-cells from the Run menu, moves the rank slider with the keyboard, and checks that the dashboard
-trained the new rank: the trainable-parameter count printed under it is the one for the new r, and
-its figure was redrawn. A screenshot of the dashboard is saved in ``build/browser/`` (and on failure,
-of the whole page).
+127.0.0.1) serves fresh copies of the notebooks; headless Chromium, driven by Playwright, runs all
+cells from the Run menu and moves a control: 02's rank slider with the keyboard (the dashboard must
+train the new rank: the trainable-parameter count printed under it is the one for the new r, and its
+figure is redrawn), 05's rank of one weight, and 04's adapter dropdown. Screenshots of the dashboards
+are saved in ``build/browser/`` (and on failure, of the whole page).
 
 Facts this relies on, measured on these machines: ``../shared/notes`` in the development setup, and
 the comments below.
@@ -26,7 +26,7 @@ import urllib.request
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-NOTEBOOK = "02_lora_on_fruit.ipynb"
+NOTEBOOKS = ("02_lora_on_fruit.ipynb", "05_parameter_budget.ipynb", "04_adapters_in_practice.ipynb")
 CHROMIUM = os.environ.get("LORA_NP_CHROMIUM", shutil.which("chromium") or "/usr/bin/chromium")
 SHOTS = ROOT / "build" / "browser"
 # Without the background-networking flags Chromium keeps trying closed network connections.
@@ -60,7 +60,8 @@ def lab(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("lab")
     served = tmp / "notebooks"
     served.mkdir()
-    shutil.copy(ROOT / "notebooks" / NOTEBOOK, served)          # JupyterLab autosaves into what it serves
+    for name in NOTEBOOKS:
+        shutil.copy(ROOT / "notebooks" / name, served)          # JupyterLab autosaves into what it serves
     env = dict(os.environ)
     env.pop("MPLBACKEND", None)           # the kernel needs the inline backend, as a learner's does
     for var in ("JUPYTER_CONFIG_DIR", "JUPYTER_DATA_DIR", "JUPYTER_RUNTIME_DIR", "JUPYTERLAB_WORKSPACES_DIR",
@@ -105,8 +106,8 @@ def lab(tmp_path_factory):
             server.kill()
 
 
-def kernel_idle(base: str) -> bool:
-    sessions = [s for s in get_json(f"{base}/api/sessions") if s["path"].endswith(NOTEBOOK)]
+def kernel_idle(base: str, notebook: str) -> bool:
+    sessions = [s for s in get_json(f"{base}/api/sessions") if s["path"].endswith(notebook)]
     return bool(sessions) and sessions[0]["kernel"]["execution_state"] == "idle"
 
 
@@ -122,50 +123,117 @@ def wait_for(condition, timeout_s: float, what: str, page=None):
                 "(screenshot: build/browser/failure.png)")
 
 
-def test_moving_the_rank_slider_retrains_and_redraws(lab):
+@pytest.fixture(scope="module")
+def browser():
     assert os.path.exists(CHROMIUM), f"no Chromium at {CHROMIUM}: make test-browser installs it"
     SHOTS.mkdir(parents=True, exist_ok=True)
     with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        try:
-            page.goto(f"{lab}/lab/tree/{NOTEBOOK}")
-            page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=60_000)
-            # The toolbar says idle before any kernel exists: ask the server instead.
-            wait_for(lambda: kernel_idle(lab), 60, "the kernel to start", page)
-            page.click('.lm-MenuBar-itemLabel:text-is("Run")')
-            page.click('.lm-Menu-itemLabel:text-is("Run All Cells")')
-            time.sleep(1.0)
-            running = page.locator('.jp-InputPrompt:has-text("[*]")')
-            wait_for(lambda: kernel_idle(lab) and running.count() == 0, 240, "Run All to finish", page)
-            errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']",
-                                  has_text="Traceback")
-            assert errors.count() == 0, errors.first.inner_text()[-1500:]
-            sliders = page.locator(".jp-OutputArea .widget-slider", has_text="LoRA rank r")
-            assert sliders.count() == 1
-            slider = sliders.first
-            dashboard = slider.locator("xpath=ancestor::div[contains(@class, 'widget-vbox')][1]")
-            readout = slider.locator(".widget-readout")
-            assert readout.inner_text().strip() == "4"
-            output = dashboard.locator(".widget-output")
-            assert f"trainable parameters {trainable(4):,}" in output.inner_text()
-            image_before = output.locator("img").first.get_attribute("src")
-            slider.scroll_into_view_if_needed()
-            start = time.monotonic()
-            slider.locator(".noUi-handle").focus()
-            page.keyboard.press("ArrowRight")                   # 4 -> 8
-            wait_for(lambda: readout.inner_text().strip() == "8", 10, "the slider to read 8", page)
-            wait_for(lambda: f"trainable parameters {trainable(8):,}" in output.inner_text(), 30,
-                     "the dashboard to print r = 8's trainable count", page)
-            seconds = time.monotonic() - start
-            wait_for(lambda: output.locator("img").count() > 0
-                     and output.locator("img").first.get_attribute("src") != image_before, 30,
-                     "the figure to be redrawn", page)
-            print(f"r = 4 -> 8: trained and redrawn in {seconds:.2f} s")
-            dashboard.screenshot(path=str(SHOTS / "rank_dashboard.png"))
-            assert f"r = 8: trainable parameters {trainable(8):,}" in output.inner_text()
-        except Exception:
-            page.screenshot(path=str(SHOTS / "failure.png"), full_page=True)
-            raise
-        finally:
-            browser.close()
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+def run_all(browser, lab: str, notebook: str):
+    """A page with ``notebook`` open and every cell run, without a traceback."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(f"{lab}/lab/tree/{notebook}?reset")           # ?reset: not the last test's open tabs
+    page.wait_for_selector(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Cell", timeout=60_000)
+    # The toolbar says idle before any kernel exists: ask the server instead.
+    wait_for(lambda: kernel_idle(lab, notebook), 60, "the kernel to start", page)
+    page.click('.lm-MenuBar-itemLabel:text-is("Run")')
+    page.click('.lm-Menu-itemLabel:text-is("Run All Cells")')
+    time.sleep(1.0)
+    running = page.locator('.jp-InputPrompt:has-text("[*]")')
+    wait_for(lambda: kernel_idle(lab, notebook) and running.count() == 0, 240, "Run All to finish", page)
+    errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']",
+                          has_text="Traceback")
+    assert errors.count() == 0, errors.first.inner_text()[-1500:]
+    return page
+
+
+def dashboard_output(control):
+    """The Output area of the dashboard (a VBox) that holds ``control``."""
+    box = control.locator("xpath=ancestor::div[contains(@class, 'widget-vbox')][1]")
+    return box.locator(".widget-output")
+
+
+def figure_src(output) -> str | None:
+    images = output.locator("img")
+    return images.first.get_attribute("src") if images.count() else None
+
+
+def check_redraw(page, output, before_src, expected_text: str, shot: str) -> float:
+    """Wait until ``output`` shows ``expected_text`` and a new figure; save a screenshot; return seconds."""
+    start = time.monotonic()
+    wait_for(lambda: expected_text in output.inner_text(), 30, f"the dashboard to print {expected_text!r}",
+             page)
+    seconds = time.monotonic() - start
+    wait_for(lambda: figure_src(output) not in (None, before_src), 30, "the figure to be redrawn", page)
+    output.locator("xpath=..").screenshot(path=str(SHOTS / shot))
+    return seconds
+
+
+def press_right(page, slider) -> None:
+    slider.scroll_into_view_if_needed()
+    slider.locator(".noUi-handle").focus()
+    page.keyboard.press("ArrowRight")
+
+
+def test_moving_the_rank_slider_retrains_and_redraws(lab, browser):
+    page = run_all(browser, lab, "02_lora_on_fruit.ipynb")
+    try:
+        slider = page.locator(".jp-OutputArea .widget-slider", has_text="LoRA rank r")
+        assert slider.count() == 1
+        readout = slider.locator(".widget-readout")
+        assert readout.inner_text().strip() == "4"
+        output = dashboard_output(slider)
+        assert f"trainable parameters {trainable(4):,}" in output.inner_text()
+        before = figure_src(output)
+        start = time.monotonic()
+        press_right(page, slider)                                # 4 -> 8
+        wait_for(lambda: readout.inner_text().strip() == "8", 10, "the slider to read 8", page)
+        check_redraw(page, output, before, f"r = 8: trainable parameters {trainable(8):,}",
+                     "rank_dashboard.png")
+        print(f"\n02: r = 4 -> 8 trained and redrawn in {time.monotonic() - start:.2f} s")
+    except Exception:
+        page.screenshot(path=str(SHOTS / "failure_02.png"), full_page=True)
+        raise
+    finally:
+        page.close()
+
+
+def test_the_parameter_budget_slider_recounts(lab, browser):
+    page = run_all(browser, lab, "05_parameter_budget.ipynb")
+    try:
+        slider = page.locator(".jp-OutputArea .widget-slider", has_text="rank r (one W)")
+        assert slider.count() == 1
+        output = dashboard_output(slider)
+        assert "LoRA at r = 8 trains r·(d_in + d_out) = 4,096" in output.inner_text()   # 8 · (256 + 256)
+        before = figure_src(output)
+        press_right(page, slider)                                # 8 -> 9
+        check_redraw(page, output, before, "LoRA at r = 9 trains r·(d_in + d_out) = 4,608",
+                     "budget_dashboard.png")
+    except Exception:
+        page.screenshot(path=str(SHOTS / "failure_05.png"), full_page=True)
+        raise
+    finally:
+        page.close()
+
+
+def test_the_adapter_dropdown_switches_adapters(lab, browser):
+    page = run_all(browser, lab, "04_adapters_in_practice.ipynb")
+    try:
+        dropdown = page.locator(".jp-OutputArea .widget-dropdown", has_text="adapter")
+        assert dropdown.count() == 1
+        output = dashboard_output(dropdown)
+        assert "adapter 'harvest_a' at strength 1.00" in output.inner_text()
+        before = figure_src(output)
+        dropdown.locator("select").focus()
+        dropdown.locator("select").select_option("harvest_b")
+        check_redraw(page, output, before, "adapter 'harvest_b' at strength 1.00:",
+                     "adapter_dashboard.png")
+    except Exception:
+        page.screenshot(path=str(SHOTS / "failure_04.png"), full_page=True)
+        raise
+    finally:
+        page.close()
