@@ -94,3 +94,27 @@ def test_make_reset_notebooks_keeps_the_old_copy_aside(tmp_path):
     assert backup.name in out
     assert (backup / "a.ipynb").read_text() == "my edits"
     assert (work / "workspace" / "a.ipynb").read_text() == "tracked a"
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+def test_make_gpu_picks_the_extra_from_nvidia_smi_or_says_what_to_choose(tmp_path):
+    work = fake_checkout(tmp_path)
+    pip_log = work / "pip.log"
+    python = work / ".venv" / "bin" / "python"                         # records what would be installed
+    python.write_text(f'#!/bin/sh\necho "$*" >> {pip_log}\n')
+    python.chmod(0o755)
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    env = dict(os.environ, PATH=f"{fake_bin}:/usr/bin:/bin")
+    no_gpu = subprocess.run(["make", "gpu"], cwd=work, capture_output=True, text=True, env=env, timeout=60)
+    if shutil.which("nvidia-smi", path=env["PATH"]) is None:
+        assert no_gpu.returncode != 0 and "[gpu]" in no_gpu.stderr and "[gpu-cuda13]" in no_gpu.stderr
+        assert not pip_log.exists()
+    for cuda, extra in (("12.4", ".[gpu]"), ("13.0", ".[gpu-cuda13]")):
+        smi = fake_bin / "nvidia-smi"
+        banner = f"| NVIDIA-SMI 580.0   Driver Version: 580.0   CUDA Version: {cuda} |"
+        smi.write_text(f'#!/bin/sh\necho "{banner}"\n')
+        smi.chmod(0o755)
+        run = subprocess.run(["make", "gpu"], cwd=work, capture_output=True, text=True, env=env, timeout=60)
+        assert run.returncode == 0, run.stderr
+        assert pip_log.read_text().splitlines()[-1] == f"-m pip install --quiet -e {extra}"
