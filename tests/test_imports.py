@@ -181,6 +181,7 @@ LAYERS = [                                   # lowest first; a module may import
     ("optim", ["optim"]),
     ("train", ["train"]),
     ("data", ["data"]),
+    ("gpt2", ["gpt2"]),                                             # GPT-2: model, checkpoint, tokenizer
     ("experiments", ["experiments"]),
     ("viz", ["viz"]),
     ("widgets", ["widgets"]),                                       # dashboards over viz's figures

@@ -244,9 +244,7 @@ def assert_refused(folder, source, change_config, change_tensors, error):
 
 @pytest.mark.parametrize("change_config, change_tensors, error", [
     (lambda c: c.update(peft_type="PREFIX_TUNING"), None, r"peft_type must be 'LORA', got 'PREFIX_TUNING'"),
-    (lambda c: c.update(fan_in_fan_out=True), None,
-     r"fan_in_fan_out=True is not supported: lora_np imports plain LoRA, so fan_in_fan_out must have PEFT's "
-     r"default, False"),
+    (lambda c: c.update(fan_in_fan_out="yes"), None, r"fan_in_fan_out must be True or False, got 'yes'"),
     (lambda c: c.update(use_dora=True), None,
      r"use_dora=True is not supported: lora_np imports plain LoRA, so use_dora must have PEFT's default, "
      r"False"),
@@ -258,7 +256,7 @@ def assert_refused(folder, source, change_config, change_tensors, error):
      r"key 'base_model.model.fc1.lora_A.weight' has shape \(2, 6\) and dtype float32, but 'fc1' needs a "
      r"floating tensor of shape \(3, 6\) \(the config says r=3\)"),
     (None, _rename("base_model.model.fc1.lora_A.weight", "base_model.model.fc9.lora_A.weight"),
-     r"key 'base_model.model.fc9.lora_A.weight' maps to 'fc9', which is no Linear layer"),
+     r"key 'base_model.model.fc9.lora_A.weight' maps to 'fc9', which is no Linear or Conv1D layer"),
     (None, _rename("base_model.model.fc1.lora_A.weight", "base_model.model.fc1.lora_embedding_A"),
      r"maps to 'fc1', which is no Embedding layer of this model \(it is a Linear\)"),
     (None, _rename("base_model.model.fc1.lora_A.weight", "base_model.model.fc1.lora_A.default.weight"),

@@ -5,6 +5,7 @@
 ``sequence``: embeddings, LayerNorm, multi-head attention, image patches.
 ``variants``: DoRA and VeRA linear layers (LoRA variants from PEFT's feature set).
 ``prefix``: prefix tuning's attention.
+``gpt2``: what GPT-2 adds: Conv1D's transposed layout and the fused q, k, v projection.
 Each ``*_forward`` returns ``(out, cache)``; ``*_backward(dout, cache)`` returns the gradients.
 """
 from .dense import (
@@ -23,6 +24,7 @@ from .dense import (
     tanh_backward,
     tanh_forward,
 )
+from .gpt2 import conv1d_backward, conv1d_forward, split_qkv_backward, split_qkv_forward
 from .lora import lora_embedding_backward, lora_embedding_forward, lora_linear_backward, lora_linear_forward
 from .prefix import (
     prefix_attention_backward,
@@ -65,4 +67,5 @@ __all__ = [
     "patchify_forward", "patchify_backward", "row_norms", "dora_linear_forward", "dora_linear_backward",
     "vera_linear_forward", "vera_linear_backward", "prefix_concat_forward", "prefix_concat_backward",
     "prefix_causal_mask", "prefix_attention_forward", "prefix_attention_backward",
+    "conv1d_forward", "conv1d_backward", "split_qkv_forward", "split_qkv_backward",
 ]

@@ -13,8 +13,8 @@ from __future__ import annotations
 import hashlib
 
 from .. import backend
-from ..nn import Embedding, Linear, LoRALayer, Parameter
-from .inject import BaseView, LoraConfig, find_target_layers
+from ..nn import Embedding, LoRALayer, Parameter
+from .inject import LINEAR_TYPES, BaseView, LoraConfig, find_target_layers
 from .manager import (
     adapter_layers,
     adapter_state,
@@ -69,7 +69,8 @@ def adapter_attribute(layers: dict, attr: str, adapter: str):
 
 
 def attach_adapter(model, name: str, config: LoraConfig, kinds: dict, tensors: dict, strengths=None) -> None:
-    """Build adapter ``name`` on exactly the layers in ``kinds`` (``{path: "linear" | "embedding"}``)
+    """Build adapter ``name`` on exactly the layers in ``kinds`` (``{path: "linear" | "embedding"}``;
+    "linear" is a Linear or a Conv1D: their adapters have the same tensors)
     and copy ``tensors`` (``{path: {tensor name: host array}}``) into it, in the arrays' dtypes.
 
     A model without adapters gets it through :func:`inject_lora` (and it is active); a model
@@ -82,8 +83,8 @@ def attach_adapter(model, name: str, config: LoraConfig, kinds: dict, tensors: d
     modules = base_modules(model)
     for path, kind in kinds.items():
         module = modules.get(path)
-        if type(module) not in (Linear, Embedding):
-            raise ValueError(f"the adapter adapts {path!r}, which is not a Linear or Embedding layer "
+        if type(module) not in (*LINEAR_TYPES, Embedding):
+            raise ValueError(f"the adapter adapts {path!r}, which is not a Linear, Conv1D or Embedding layer "
                              "of this model")
         if (kind == "embedding") != (type(module) is Embedding):
             raise ValueError(f"the adapter adapts {path!r} as a {kind} layer, but the model has a "

@@ -5,8 +5,8 @@ layer (with :func:`lora_np.nn.make_lora_layer`); :func:`merge_lora` / :func:`unm
 them into W0 and back. Installing them in a model is :mod:`lora_np.lora.manager`'s job
 (``inject_lora``, ``add_adapter``).
 
-A pattern in ``target_modules`` matches a Linear layer whose dotted name equals it, ends with
-``"." + pattern`` (PEFT's rule: ``"q"`` matches ``blocks.0.attn.q``), or matches it as a
+A pattern in ``target_modules`` matches a Linear (or GPT-2's Conv1D) layer whose dotted name
+equals it, ends with ``"." + pattern`` (PEFT's rule: ``"q"`` matches ``blocks.0.attn.q``), or matches it as a
 shell-style glob (``"fc*"``). ``None`` adapts every Linear layer; Embedding layers are adapted
 when named. Every parameter that is not a LoRA matrix is frozen.
 """
@@ -16,11 +16,23 @@ import fnmatch
 from dataclasses import dataclass
 
 from .. import validate
-from ..nn import Embedding, Linear, LoRAEmbedding, LoRALayer, Module, VeRAShared, as_rng, make_lora_layer
+from ..nn import (
+    Conv1D,
+    Embedding,
+    Linear,
+    LoRAConv1D,
+    LoRAEmbedding,
+    LoRALayer,
+    Module,
+    VeRAShared,
+    as_rng,
+    make_lora_layer,
+)
 from ..nn.lora import INITS
 from ..nn.variants import VARIANTS
 
 BIASES = ("none", "lora_only")
+LINEAR_TYPES = (Linear, Conv1D)        # linear maps (Conv1D: GPT-2's, weight stored transposed)
 
 
 @dataclass
@@ -79,11 +91,11 @@ def find_target_layers(model: Module, target_modules=None) -> list[str]:
     Linear and Embedding layers can be adapted; ``None`` selects every Linear layer (embeddings
     are adapted only when named). Raises ValueError naming any pattern that matches nothing.
     """
-    linears = [n for n, m in model.named_modules() if type(m) is Linear]
+    linears = [n for n, m in model.named_modules() if type(m) in LINEAR_TYPES]
     if target_modules is None:
         return linears
     embeddings = [n for n, m in model.named_modules() if type(m) is Embedding]
-    candidates = [n for n, m in model.named_modules() if type(m) in (Linear, Embedding)]
+    candidates = [n for n, m in model.named_modules() if type(m) in (*LINEAR_TYPES, Embedding)]
     patterns = [target_modules] if isinstance(target_modules, str) else list(target_modules)
     if not patterns or not all(isinstance(p, str) and p for p in patterns):
         raise ValueError(validate.message("target_modules", "None or a list of non-empty strings",
@@ -116,14 +128,21 @@ def build_lora_layers(model: Module, config: LoraConfig, bases: dict | None = No
         if isinstance(base, Embedding):
             layers[name] = LoRAEmbedding(base, r=config.r, alpha=config.lora_alpha,
                                          use_rslora=config.use_rslora, rng=rng.spawn(), name=name)
+        elif isinstance(base, Conv1D):
+            if config.variant != "lora":
+                raise ValueError(f"{name} is a Conv1D layer (GPT-2's): variant {config.variant!r} is not "
+                                 "available on it; use plain LoRA (variant='lora')")
+            layers[name] = LoRAConv1D(base, r=config.r, alpha=config.lora_alpha,
+                                      init=config.init_lora_weights, use_rslora=config.use_rslora,
+                                      dropout=config.lora_dropout, rng=rng.spawn(), name=name)
         else:
             options = {"use_rslora": config.use_rslora, "dropout": config.lora_dropout,
                        "init": config.init_lora_weights, "rng": rng.spawn(),
                        "exact_grad": config.dora_exact_grad, "vera_shared": shared}
             layers[name] = make_lora_layer(base, config.variant, config.r, config.lora_alpha, name=name,
                                            **options)
-            if config.bias == "lora_only" and base.bias is not None:
-                layers[name].train_own_bias()
+        if config.bias == "lora_only" and not isinstance(base, Embedding) and base.bias is not None:
+            layers[name].train_own_bias()
     return layers
 
 

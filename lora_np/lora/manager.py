@@ -20,7 +20,7 @@ import contextlib
 from dataclasses import dataclass, field
 
 from .. import backend, validate
-from ..nn import Embedding, LoRAEmbedding, LoRALayer, LoRALinear, Module
+from ..nn import Conv1D, Embedding, LoRAConv1D, LoRAEmbedding, LoRALayer, LoRALinear, Module
 from .inject import BaseView, LoraConfig, build_lora_layers
 
 
@@ -258,7 +258,7 @@ def add_weighted_adapter(model: Module, adapters, weights, adapter_name: str, co
 def _stack(parts):
     """Factors of Σ w_i s_i B_i A_i, exactly, for plain LoRA layers: B (d_out, Σr), A (Σr, d_in)."""
     for _, layer in parts:
-        if type(layer) not in (LoRALinear, LoRAEmbedding):
+        if type(layer) not in (LoRALinear, LoRAConv1D, LoRAEmbedding):
             raise ValueError(f"{layer.name}: combination='linear' needs plain LoRA layers; use "
                              "combination='svd'")
     xp = backend.get_array_module(parts[0][1].lora_A.data)
@@ -269,8 +269,8 @@ def _stack(parts):
 
 def _svd_factors(delta, rank, like):
     """Best rank-``rank`` factors of ``delta`` (in the layer's B·A orientation): B = U_r Σ_r, A = V_rᵀ."""
-    if isinstance(like, LoRAEmbedding):
-        delta = delta.T                                                             # (d, V): ΔW = (B A)ᵀ
+    if isinstance(like, (LoRAEmbedding, LoRAConv1D)):
+        delta = delta.T                                                             # ΔW = (B A)ᵀ: back to B A
     if rank > min(delta.shape):
         raise ValueError(f"rank={rank} is above min{tuple(delta.shape)} = {min(delta.shape)}")
     xp = backend.get_array_module(delta)
@@ -281,7 +281,7 @@ def _svd_factors(delta, rank, like):
 def _layer_from_factors(base, B, A, name):
     """A LoRA layer with ΔW = B A (scale 1) on ``base``."""
     r = A.shape[0]
-    cls = LoRAEmbedding if isinstance(base, Embedding) else LoRALinear
+    cls = {Embedding: LoRAEmbedding, Conv1D: LoRAConv1D}.get(type(base), LoRALinear)
     layer = cls(base, r=r, alpha=float(r), name=name)                               # alpha = r: s = 1
     layer.lora_A.data, layer.lora_B.data = A.astype(base.weight.dtype), B.astype(base.weight.dtype)
     base.weight.trainable = False
@@ -292,7 +292,8 @@ def merge_and_unload(model: Module) -> Module:
     """Merge the active adapter into W0 and put plain layers back: no adapter layers remain.
 
     The returned model (the same object) is an ordinary model whose weights are W0 + ΔW; the
-    adapters and the original W0 are gone. Its parameters keep their trainable flags. An adapter
+    adapters and the original W0 are gone. Its parameters keep their trainable flags. A tied head
+    (GPT-2's) that was adapted is untied: it keeps W0 + ΔW, the token embedding keeps W0. An adapter
     that trained its own bias (``bias="lora_only"``) leaves that bias in the base layer.
     """
     reg = _registry(model)
@@ -301,6 +302,9 @@ def merge_and_unload(model: Module) -> Module:
             if not layer.merged:
                 layer.merge()
             layer._W0 = None                                                        # drop the backup
+            if layer.tied_to is not None:               # a tied layer got its own merged weight: untie
+                reg.bases[path].weight, reg.bases[path].tied_to = layer.weight, None
+                layer._tied = None
             if layer.owns_bias:
                 reg.bases[path].bias.data = layer.bias.data                         # (d_out,)
     _forget(model, reg)                                         # the base layers share the merged weights

@@ -15,8 +15,15 @@ Embedding  ``base_model.model.<path>.lora_embedding_B``    (d, r)      ``<path>.
 PEFT stores the adapter name in the module (``lora_A.default.weight``) and removes it when saving
 (``get_peft_model_state_dict``). Its embedding LoRA has loralib's orientation, as ours does:
 ΔW = s (B A)ᵀ. Its scale is ours, alpha/r (alpha/√r with ``use_rslora``), so A and B travel
-unchanged. Only plain LoRA is exchanged (no DoRA, no ``fan_in_fan_out``, no per-layer ranks), with
-PEFT's ``bias="lora_only"`` (the adapted layers' own biases, under ``<path>.base_layer.bias``).
+unchanged. Only plain LoRA is exchanged (no DoRA, no per-layer ranks), with PEFT's
+``bias="lora_only"`` (the adapted layers' own biases, under ``<path>.base_layer.bias``).
+
+GPT-2's Conv1D layers store their weight transposed, (d_in, d_out). PEFT marks this with
+``fan_in_fan_out=True``, which changes only how ΔW is merged (as (B A)ᵀ); A and B have the same
+shapes as on a Linear. The export sets it when an adapted layer is a Conv1D; the import accepts either
+value, since, as in PEFT, each layer's own type decides: PEFT flips the flag per layer with a
+warning (a Linear such as GPT-2's ``lm_head`` gets False, a Conv1D True) and saves the last value it
+set, so an adapter PEFT wrote for GPT-2 with ``lm_head`` among its targets says False.
 
 The folder is replaced as a unit, as lora_np's own format is (:mod:`lora_np.lora.files`), and
 the two formats live side by side in one folder. The importer reads the config by an allow-list:
@@ -36,11 +43,11 @@ import os
 import warnings
 
 from .. import backend, validate
-from ..nn import Embedding, Linear, LoRAEmbedding
+from ..nn import Embedding, LoRAConv1D, LoRAEmbedding
 from .attach import adapter_attribute, attach_adapter
 from .checks import refuse_non_finite
 from .files import json_bytes, read_folder, replace_folder
-from .inject import LoraConfig
+from .inject import LINEAR_TYPES, LoraConfig
 from .io import adapter_formats
 from .manager import active_adapter, adapter_config, adapter_layers, base_modules
 from .safetensors import parse_safetensors, safetensors_bytes
@@ -50,13 +57,14 @@ PREFIX = "base_model.model."
 SUFFIXES = {".lora_A.weight": ("linear", "lora_A"), ".lora_B.weight": ("linear", "lora_B"),
             ".lora_embedding_A": ("embedding", "lora_A"), ".lora_embedding_B": ("embedding", "lora_B"),
             ".base_layer.bias": ("linear", "bias")}
+BASE_WEIGHT = ".base_layer.weight"            # PEFT saves it for adapted embeddings and heads: checked
 
 # Keys that do not change what the adapter computes once its tensors are loaded: read and ignored.
 IGNORED = ("task_type", "base_model_name_or_path", "revision", "inference_mode", "auto_mapping",
            "peft_version", "runtime_config", "exclude_modules", "layers_to_transform", "layers_pattern",
            "megatron_core")
 # Keys this importer does not implement, with PEFT's default: any other value is refused.
-DEFAULTS = {"fan_in_fan_out": False, "modules_to_save": None, "rank_pattern": {}, "alpha_pattern": {},
+DEFAULTS = {"modules_to_save": None, "rank_pattern": {}, "alpha_pattern": {},
             "megatron_config": None, "trainable_token_indices": None, "loftq_config": {}, "eva_config": None,
             "corda_config": None, "lora_ga_config": None, "use_dora": False, "velora_config": None,
             "alora_invocation_tokens": None, "use_qalora": False, "qalora_group_size": 16,
@@ -64,7 +72,7 @@ DEFAULTS = {"fan_in_fan_out": False, "modules_to_save": None, "rank_pattern": {}
             "target_parameters": None,
             "use_bdlora": None, "arrow_config": None, "kasa_config": None, "ensure_weight_tying": False}
 HONOURED = ("peft_type", "r", "lora_alpha", "target_modules", "lora_dropout", "use_rslora",
-            "init_lora_weights", "bias")
+            "init_lora_weights", "bias", "fan_in_fan_out")
 
 
 # --------------------------------------------------------------------------- export
@@ -112,6 +120,7 @@ def export_peft(model, directory, adapter_name: str | None = None) -> str:
         "init_lora_weights": True if config.init_lora_weights == "kaiming" else config.init_lora_weights,
         "layers_to_transform": None, "layers_pattern": None, "megatron_core": "megatron.core",
         **DEFAULTS,
+        "fan_in_fan_out": any(isinstance(layer, LoRAConv1D) for layer in layers.values()),
     }
     files = {WEIGHTS_NAME: safetensors_bytes(tensors, metadata={"format": "pt"}),
              CONFIG_NAME: json_bytes(peft_config)}
@@ -148,7 +157,8 @@ def check_peft_config(cfg: dict, where: str) -> dict:
             "lora_alpha": validate.positive_number(cfg.get("lora_alpha"), "lora_alpha", where),
             "lora_dropout": validate.fraction(cfg.get("lora_dropout") or 0.0, "lora_dropout", where),
             "use_rslora": validate.boolean(cfg.get("use_rslora", False), "use_rslora", where),
-            "init_lora_weights": "gaussian" if init == "gaussian" else "kaiming", "bias": bias}
+            "init_lora_weights": "gaussian" if init == "gaussian" else "kaiming", "bias": bias,
+            "fan_in_fan_out": validate.boolean(cfg.get("fan_in_fan_out", False), "fan_in_fan_out", where)}
 
 
 def _find_folder(directory, adapter_name: str) -> str:
@@ -196,9 +206,26 @@ def import_peft(model, directory, adapter_name: str = "default") -> str:
         raise ValueError(f"{where}: the PEFT adapter config must be a JSON object, got {type(cfg).__name__}")
     opts = check_peft_config(cfg, where)
     kinds, tensors = _read_tensors(parse_safetensors(files[WEIGHTS_NAME], weights), weights, model, opts)
+    opts.pop("fan_in_fan_out")                    # each layer's own type decides how ΔW is merged
     config = LoraConfig(target_modules=sorted(kinds), **opts)
     attach_adapter(model, adapter_name, config, kinds, tensors)
     return adapter_name
+
+
+def _check_saved_base_weight(key: str, a, base, weights: str) -> None:
+    """PEFT saves the base weight of an adapted embedding or head (``save_embedding_layers="auto"``:
+    GPT-2's ``lm_head``, tied to ``wte``), in case the vocabulary was resized. It must be this model's
+    weight (up to bfloat16 rounding); it is then not needed."""
+    if base is None or not hasattr(base, "weight"):
+        raise ValueError(f"{weights}: key {key!r} is the base weight of a layer this model does not have")
+    W = backend.to_numpy(base.weight.data)
+    if a.shape != W.shape:
+        raise ValueError(f"{weights}: key {key!r} has shape {a.shape}, this model's weight has {W.shape} "
+                         "(was the vocabulary resized?)")
+    scale = float(abs(W).max()) or 1.0
+    if float(abs(a.astype(W.dtype) - W).max()) > 1e-2 * scale:
+        raise ValueError(f"{weights}: key {key!r} holds a base weight that differs from this model's: the "
+                         "adapter was trained on another base model")
 
 
 def _read_tensors(flat: dict, weights: str, model, opts: dict):
@@ -207,17 +234,21 @@ def _read_tensors(flat: dict, weights: str, model, opts: dict):
     modules, r = base_modules(model), opts["r"]
     tensors, kinds = {}, {}
     for key, a in flat.items():
+        if key.startswith(PREFIX) and key.endswith(BASE_WEIGHT):
+            _check_saved_base_weight(key, a, modules.get(key[len(PREFIX):-len(BASE_WEIGHT)]), weights)
+            continue
         suffix = next((s for s in SUFFIXES if key.endswith(s)), None)
         if not key.startswith(PREFIX) or suffix is None:
             raise ValueError(f"{weights}: key {key!r} is not a LoRA tensor this importer knows (expected "
                              f"'{PREFIX}<path>' + one of {list(SUFFIXES)})")
         kind, tname = SUFFIXES[suffix]
         path = key[len(PREFIX):-len(suffix)]
-        want = Embedding if kind == "embedding" else Linear
-        if type(modules.get(path)) is not want:
-            raise ValueError(f"{weights}: key {key!r} maps to {path!r}, which is no {want.__name__} layer of "
-                             "this model" + (f" (it is a {type(modules[path]).__name__})"
-                                             if path in modules else ""))
+        want = (Embedding,) if kind == "embedding" else LINEAR_TYPES
+        if type(modules.get(path)) not in want:
+            raise ValueError(f"{weights}: key {key!r} maps to {path!r}, which is no "
+                             f"{' or '.join(t.__name__ for t in want)} layer of this model"
+                             + (f" (it is a {type(modules[path]).__name__})" if path in modules else ""))
+
         base = modules[path]
         d_in, d_out = (base.num_embeddings, base.dim) if kind == "embedding" else (base.d_in, base.d_out)
         expected = {"lora_A": (r, d_in), "lora_B": (d_out, r), "bias": (d_out,)}[tname]

@@ -61,8 +61,11 @@ def check_ids(ids, V: int, where: str) -> None:
 
 class Linear(Module):
     """y = x Wᵀ + b.  W: (d_out, d_in), b: (d_out,) — PyTorch's layout and initialisation
-    (both uniform in ±1/√d_in).
+    (both uniform in ±1/√d_in). ``tied_to`` names the layer whose weight Parameter this one shares
+    (GPT-2's head and its token embedding), or is None.
     """
+
+    tied_to = None
 
     def __init__(self, d_in: int, d_out: int, bias: bool = True, rng=None, dtype=None):
         d_in = validate.positive_int(d_in, "d_in", "Linear")
@@ -95,7 +98,10 @@ class Linear(Module):
 
 
 class Embedding(Module):
-    """y = W[ids]: a learned vector per token (or per position).  W: (V, d), normal with std 0.02."""
+    """y = W[ids]: a learned vector per token (or per position).  W: (V, d), normal with std 0.02.
+    ``tied_to`` names the layer that shares W (GPT-2's head), or is None."""
+
+    tied_to = None
 
     def __init__(self, num_embeddings: int, dim: int, rng=None, dtype=None, std: float = 0.02):
         num_embeddings = validate.positive_int(num_embeddings, "num_embeddings", "Embedding")

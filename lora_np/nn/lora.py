@@ -118,6 +118,7 @@ class LoRALayer(Module):
         self.strength = 1.0
         self.merged, self._W0, self._cache = False, None, None
         self.weight, self.bias = base.weight, getattr(base, "bias", None)      # W0, b0: shared, frozen
+        self.tied_to, self._tied = getattr(base, "tied_to", None), None        # W0 also used elsewhere?
         self.weight.trainable = False
         if self.bias is not None:
             self.bias.trainable = False
@@ -203,6 +204,9 @@ class LoRALayer(Module):
 
         The original W0 is kept aside so that :meth:`unmerge` restores it bit for bit
         (subtracting ΔW again would not: floating-point addition is not exactly invertible).
+        A weight tied to another layer (``tied_to``: GPT-2's head and token embedding share one) is
+        not changed in place: the merged layer gets its own copy, so the other layer keeps W0 (as it
+        does unmerged: an adapter on the head does not change the lookup, nor one on wte the head).
         Merging an already merged layer is refused (RuntimeError) and changes nothing;
         :func:`lora_np.lora.merge_lora` on a whole model skips merged layers, so it is idempotent.
         """
@@ -210,13 +214,19 @@ class LoRALayer(Module):
             raise RuntimeError(f"{self.name}: already merged; merging again would add ΔW twice. "
                                "Call unmerge() first if you changed A or B")
         self._W0 = self.weight.data
-        self.weight.data = self._W0 + self.delta_weight()                          # W0's shape
+        merged = self._W0 + self.delta_weight()                                      # W0's shape
+        if self.tied_to is None:
+            self.weight.data = merged
+        else:          # W0 is shared (GPT-2's head and wte): this layer gets its own copy, the other keeps W0
+            self._tied, self.weight = self.weight, Parameter(merged, trainable=False)
         self.merged = True
 
     def unmerge(self) -> None:
         """Restore the exact W0 that was there before :meth:`merge`."""
         if not self.merged:
             raise RuntimeError(f"{self.name}: not merged, so there is nothing to unmerge")
+        if self._tied is not None:
+            self.weight, self._tied = self._tied, None
         self.weight.data, self._W0 = self._W0, None
         self.merged = False
 
@@ -257,8 +267,12 @@ class LoRALinear(LoRALayer):
         """y = x W0ᵀ + b0 + s · (drop(x) Aᵀ) Bᵀ; dropout only in training, on the adapter's input."""
         p = self.dropout if self.training else 0.0
         dropout = (self._rng.random(x.shape, dtype=x.dtype) >= p, p) if p > 0 else None   # (..., d_in) mask
-        return F.lora_linear_forward(x, self.weight.data, self.b0, self.lora_A.data, self.lora_B.data,
+        return F.lora_linear_forward(x, self.linear_weight(), self.b0, self.lora_A.data, self.lora_B.data,
                                      self.s, dropout)
+
+    def linear_weight(self):
+        """W0 in Linear's layout, (d_out, d_in) (a Conv1D base gives its transpose, a view)."""
+        return self.weight.data
 
     def adapter_backward(self, dy, cache):
         return F.lora_linear_backward(dy, cache)                                     # dx, dA, dB

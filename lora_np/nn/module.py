@@ -74,14 +74,21 @@ class Module:
             if isinstance(child, Module):
                 yield from child.named_modules(f"{prefix}.{name}" if prefix else name)
 
-    def named_parameters(self, prefix: str = ""):
-        """Every parameter with its dotted name, e.g. ``("fc1.lora_A", Parameter(...))``."""
+    def named_parameters(self, prefix: str = "", _seen=None):
+        """Every parameter with its dotted name, e.g. ``("fc1.lora_A", Parameter(...))``.
+
+        A Parameter shared by two layers (a tied weight: GPT-2's head uses its token embedding) is
+        listed once, under its first name, as PyTorch does: counted once, stepped once, saved once.
+        """
+        seen = set() if _seen is None else _seen
         for name, child in self._children():
             full = f"{prefix}.{name}" if prefix else name
             if isinstance(child, Parameter):
-                yield full, child
+                if id(child) not in seen:
+                    seen.add(id(child))
+                    yield full, child
             else:
-                yield from child.named_parameters(full)
+                yield from child.named_parameters(full, seen)
 
     def parameters(self):
         return [p for _, p in self.named_parameters()]
