@@ -341,3 +341,26 @@ def test_merging_both_tied_layers_keeps_the_outputs_and_unmerging_reties_them():
     merge_and_unload(model)
     assert model.lm_head.weight is not model.transformer.wte.weight
     assert np.abs(logits(model) - before).max() < 1e-12
+
+
+def test_lora_nps_own_adapter_files_work_on_gpt2(tmp_path):
+    from lora_np.lora import load_adapter, save_adapter
+    model = trained_adapter()
+    before = logits(model)
+    save_adapter(model, tmp_path / "a")
+    again = load_gpt2(DATA)
+    load_adapter(again, tmp_path / "a")
+    assert (logits(again) == before).all()
+    other = load_gpt2(DATA)
+    other.transformer.ln_f.bias.data = other.transformer.ln_f.bias.data + 1
+    with pytest.raises(ValueError, match="fingerprint|base model"):
+        load_adapter(other, tmp_path / "a")
+
+
+def test_moving_between_backends_keeps_the_head_tied():
+    model = load_gpt2(DATA)
+    model.to("emulated")
+    assert model.lm_head.weight is model.transformer.wte.weight
+    with backend.use_backend("emulated"):
+        out = model(backend.asarray(REF["ids"]))
+        assert np.abs(backend.to_numpy(out) - REF["logits_f64"]).max() <= 1e-5
