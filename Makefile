@@ -18,7 +18,7 @@ VENV_MIN   := .venv-min
 MIN_PINNED := numpy matplotlib tqdm ipywidgets
 MIN_STAMP  := $(VENV_MIN)/.installed
 
-.PHONY: demo test lint test-min notebooks lab reset-notebooks gpu bench docs docs-serve test-browser clean
+.PHONY: demo test lint test-min notebooks lab reset-notebooks gpu bench bench-gpt2 docs docs-serve test-browser clean
 
 # Re-installs whenever pyproject.toml changes (new or changed dependencies).
 $(STAMP): pyproject.toml
@@ -69,6 +69,11 @@ notebooks: $(STAMP)
 BENCH_PYTHON ?= $(BIN)/python
 bench: $(STAMP)
 	PYTHONPATH=$(CURDIR) $(BENCH_PYTHON) benchmarks/bench.py
+
+# What a fine-tuning step of GPT-2 small costs here, full against LoRA (benchmarks/gpt2_cost.py; minutes,
+# about 3 GiB of memory). GPT2_DIR=~/models/gpt2 measures the real checkpoint; without it, its shape.
+bench-gpt2: $(STAMP)
+	$(BIN)/python benchmarks/gpt2_cost.py $(if $(GPT2_DIR),--checkpoint $(GPT2_DIR))
 
 # make lab opens YOUR copy of the notebooks, workspace/ (git ignores it): the first run copies them there,
 # later runs add only notebooks that are new, so your edits and outputs stay yours and git pull never

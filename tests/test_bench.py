@@ -45,6 +45,13 @@ def test_the_quick_run_measures_every_model_size_and_mode_and_writes_the_report(
         assert "not installed" in page
 
 
+def test_the_gpt2_cost_quick_run_measures_both_modes():
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpt2_cost.py"), "--quick"], check=True,
+                         capture_output=True, text=True, timeout=300).stdout
+    full, lora = [line for line in out.splitlines() if line.startswith(("| full", "| lora"))]
+    assert "136,960 of 136,960" in full and "4,096 of 141,056" in lora      # r=8 on 2 × c_attn (64 → 192)
+
+
 def test_the_recording_sees_every_product_of_a_linear_layer_step():
     """An MLP 24 -> 32 -> 32 -> 10 trained fully: 3 forward products, and per layer dx and dW
     (the first layer's dx is still formed) -> 9 products, with FLOPs 2·m·k·n each."""

@@ -23,6 +23,7 @@ from lora_np.lora import (
     merge_lora,
     read_safetensors,
     save_adapter,
+    trainable_report,
     unmerge_lora,
     write_safetensors,
 )
@@ -183,6 +184,14 @@ def test_target_modules_select_what_a_peft_user_expects():
     assert model.num_parameters(trainable_only=True) == 2 * 4 * (64 + 192)
     assert model.num_parameters() == 2 * 4 * 256 + sum(a.size for a in read_safetensors(
         DATA / "model.safetensors").values())                   # the tied head is counted once
+
+
+@pytest.mark.parametrize("targets", [["c_attn"], ["c_attn", "lm_head"]])
+def test_the_trainable_report_counts_the_tied_weight_once(targets):
+    model = inject_lora(load_gpt2(DATA), LoraConfig(r=4, target_modules=targets))
+    report = trainable_report(model)
+    assert report.total == model.num_parameters() == 136_960 + report.trainable
+    assert report.trainable == model.num_parameters(trainable_only=True)
 
 
 def test_variants_other_than_plain_lora_are_refused_on_conv1d():

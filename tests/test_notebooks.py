@@ -57,7 +57,7 @@ def control_values(nb) -> dict:
 
 def test_notebooks_are_found():
     prefixes = [p.name.split("_")[0] for p in NOTEBOOKS]
-    assert prefixes == ["00", "01", "02", "03", "04", "04b", "05", "06", "07", "08"]
+    assert prefixes == ["00", "01", "02", "03", "04", "04b", "05", "06", "07", "08", "09"]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])

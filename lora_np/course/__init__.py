@@ -20,6 +20,7 @@ from . import (  # each registers its exercises
     notebook06,
     notebook07,
     notebook08,
+    notebook09,
 )
 from .exercises import EXERCISES, Exercise, check_exercise, exercise
 from .feedback import Feedback
@@ -29,4 +30,4 @@ from .solutions import lora_backward, lora_forward, show_solution
 __all__ = ["check_lora_pair", "check_exercise", "show_solution", "lora_forward", "lora_backward",
            "Feedback", "Exercise", "EXERCISES", "exercise",
            "notebook00", "notebook01", "notebook02", "notebook03", "notebook04", "notebook04b", "notebook05",
-           "notebook06", "notebook07", "notebook08"]
+           "notebook06", "notebook07", "notebook08", "notebook09"]

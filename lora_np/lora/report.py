@@ -41,10 +41,15 @@ class TrainableReport:
 
 
 def trainable_report(model: Module) -> TrainableReport:
-    """Count trainable and total parameters of every module that owns parameters."""
-    rows = []
+    """Count trainable and total parameters of every module that owns parameters.
+
+    A Parameter shared by two modules (a tied weight: GPT-2's head uses its token embedding) is
+    counted once, in the first module that holds it, as ``named_parameters`` lists it.
+    """
+    rows, seen = [], set()
     for name, module in model.named_modules():
-        own = [c for _, c in module._children() if not isinstance(c, Module)]
+        own = [c for _, c in module._children() if not isinstance(c, Module) and id(c) not in seen]
+        seen.update(id(c) for c in own)
         if own:
             rows.append(LayerCount(name or "(root)", sum(p.size for p in own if p.trainable),
                                    sum(p.size for p in own)))
