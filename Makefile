@@ -72,8 +72,10 @@ bench: $(STAMP)
 
 # What a fine-tuning step of GPT-2 small costs here, full against LoRA (benchmarks/gpt2_cost.py; minutes,
 # about 3 GiB of memory). GPT2_DIR=~/models/gpt2 measures the real checkpoint; without it, its shape.
+# TORCH_PYTHON=~/torch-venv/bin/python (torch, transformers, peft) times PyTorch's step too.
 bench-gpt2: $(STAMP)
-	$(BIN)/python benchmarks/gpt2_cost.py $(if $(GPT2_DIR),--checkpoint $(GPT2_DIR))
+	$(BIN)/python benchmarks/gpt2_cost.py $(if $(GPT2_DIR),--checkpoint $(GPT2_DIR)) \
+	  $(if $(TORCH_PYTHON),--torch-python $(TORCH_PYTHON))
 
 # make lab opens YOUR copy of the notebooks, workspace/ (git ignores it): the first run copies them there,
 # later runs add only notebooks that are new, so your edits and outputs stay yours and git pull never

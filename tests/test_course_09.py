@@ -254,7 +254,12 @@ def test_the_committed_cost_is_read_or_said_to_be_missing(tmp_path):
     path.write_text(json.dumps(cost))
     text = nb09.format_committed_cost(nb09.committed_cost(path))
     assert "cpu x, cores 2" in text and "124,439,808" in text and "time per step 50%" in text
-    assert "peak of the step 25%" in text
+    assert "peak of the step 25%" in text and "PyTorch" not in text
+    cost["torch"] = {"torch": "2.13.0"}
+    cost["rows"][0]["torch_seconds_per_step"], cost["rows"][1]["torch_seconds_per_step"] = 2.5, 1.25
+    path.write_text(json.dumps(cost))
+    text = nb09.format_committed_cost(nb09.committed_cost(path))
+    assert "the same step in PyTorch (torch 2.13.0): full 2.50 s, lora 1.25 s" in text
 
 
 # ------------------------------------------------------------------ the notebook, as committed (executed)

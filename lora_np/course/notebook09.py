@@ -87,6 +87,11 @@ def format_committed_cost(cost: dict | None) -> str:
                       f"parameters trained, time per step {time_share:.0%}, "
                       f"Adam state {lora['optimizer_MiB'] / full['optimizer_MiB']:.2%}, peak of the step "
                       f"{lora['peak_MiB'] / full['peak_MiB']:.0%}"]
+    theirs = {mode: row.get("torch_seconds_per_step") for mode, row in rows.items()}
+    if all(theirs.values()) and cost.get("torch"):
+        versions = ", ".join(f"{k} {v}" for k, v in cost["torch"].items())
+        lines += [f"the same step in PyTorch ({versions}): "
+                  + ", ".join(f"{mode} {s:.2f} s" for mode, s in theirs.items())]
     return "\n".join(lines)
 
 
