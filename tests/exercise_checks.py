@@ -34,6 +34,11 @@ def text_output(cell) -> str:
     return "".join(out.get("text", "") or out.get("data", {}).get("text/plain", "") for out in cell.outputs)
 
 
+def markdown(nb) -> str:
+    """Every markdown cell of a notebook, as one string."""
+    return "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+
+
 def assert_placeholders_say_no_answer_yet(nb, names):
     for name in names:
         placeholder = f'check_exercise("{name}", None)'

@@ -15,7 +15,13 @@ import matplotlib
 import nbformat
 import numpy as np
 import pytest
-from exercise_checks import assert_accepts, assert_placeholders_say_no_answer_yet, assert_rejects, text_output
+from exercise_checks import (
+    assert_accepts,
+    assert_placeholders_say_no_answer_yet,
+    assert_rejects,
+    markdown,
+    text_output,
+)
 from notebook_runner import WIDGET_STATE
 
 from lora_np.course import EXERCISES, check_exercise, show_solution
@@ -254,10 +260,6 @@ def practice():
 @pytest.fixture(scope="module")
 def variants():
     return nbformat.read(VARIANTS, as_version=4)
-
-
-def markdown(nb) -> str:
-    return "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
 
 
 def controls(nb) -> dict:

@@ -12,7 +12,13 @@ import re
 
 import nbformat
 import pytest
-from exercise_checks import assert_accepts, assert_placeholders_say_no_answer_yet, assert_rejects, text_output
+from exercise_checks import (
+    assert_accepts,
+    assert_placeholders_say_no_answer_yet,
+    assert_rejects,
+    markdown,
+    text_output,
+)
 from notebook_runner import WIDGET_STATE
 
 from lora_np.course import EXERCISES, check_exercise, show_solution
@@ -153,10 +159,6 @@ def ran():
     """Notebook 07 as committed: executed top to bottom by ``make notebooks`` (tests/notebook_runner.py).
     A fresh Run All, and where it leaves the controls, is tests/test_notebooks.py's job."""
     return nbformat.read(NOTEBOOK, as_version=4)
-
-
-def markdown(nb) -> str:
-    return "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
 
 
 def test_every_exercise_has_a_placeholder_that_says_no_answer_yet(ran):

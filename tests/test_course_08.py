@@ -13,7 +13,13 @@ import pathlib
 import nbformat
 import numpy as np
 import pytest
-from exercise_checks import assert_accepts, assert_placeholders_say_no_answer_yet, assert_rejects, text_output
+from exercise_checks import (
+    assert_accepts,
+    assert_placeholders_say_no_answer_yet,
+    assert_rejects,
+    markdown,
+    text_output,
+)
 
 from lora_np import backend
 from lora_np.course import EXERCISES, check_exercise, show_solution
@@ -161,10 +167,6 @@ def test_show_solution_prints_the_worked_solution(capsys, name):
 def ran():
     """Notebook 08 as committed: executed top to bottom by ``make notebooks`` (tests/notebook_runner.py)."""
     return nbformat.read(NOTEBOOK, as_version=4)
-
-
-def markdown(nb) -> str:
-    return "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
 
 
 def test_every_exercise_has_a_placeholder_that_says_no_answer_yet(ran):

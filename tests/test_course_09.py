@@ -14,7 +14,13 @@ import pathlib
 import nbformat
 import numpy as np
 import pytest
-from exercise_checks import assert_accepts, assert_placeholders_say_no_answer_yet, assert_rejects, text_output
+from exercise_checks import (
+    assert_accepts,
+    assert_placeholders_say_no_answer_yet,
+    assert_rejects,
+    markdown,
+    text_output,
+)
 
 from lora_np.course import EXERCISES, check_exercise, show_solution
 from lora_np.course import notebook09 as nb09
@@ -268,10 +274,6 @@ def test_the_committed_cost_is_read_or_said_to_be_missing(tmp_path):
 def ran():
     """Notebook 09 as committed: executed top to bottom by tests/notebook_runner.py."""
     return nbformat.read(NOTEBOOK, as_version=4)
-
-
-def markdown(nb) -> str:
-    return "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
 
 
 def outputs(nb) -> str:
