@@ -371,3 +371,17 @@ def test_moving_between_backends_keeps_the_head_tied():
     with backend.use_backend("emulated"):
         out = model(backend.asarray(REF["ids"]))
         assert np.abs(backend.to_numpy(out) - REF["logits_f64"]).max() <= 1e-5
+
+
+def test_a_wider_mlp_and_an_untied_head_round_trip(tmp_path):
+    """n_inner (the MLP's width) and tie_word_embeddings=False are honoured on the way out and back in."""
+    config = GPT2Config(vocab_size=30, n_positions=8, n_embd=16, n_layer=1, n_head=2, n_inner=24,
+                        tie_word_embeddings=False)
+    model = GPT2LMHeadModel(config, dtype="float64")
+    assert model.transformer.h[0].mlp.c_fc.weight.shape == (16, 24)
+    assert model.lm_head.weight is not model.transformer.wte.weight
+    save_gpt2(model, tmp_path / "m")
+    assert "lm_head.weight" in read_safetensors(tmp_path / "m" / "model.safetensors")
+    again = load_gpt2(tmp_path / "m", dtype="float64")
+    ids = np.arange(12).reshape(2, 6)
+    assert (logits(again, ids) == logits(model, ids)).all()
