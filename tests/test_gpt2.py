@@ -385,3 +385,17 @@ def test_a_wider_mlp_and_an_untied_head_round_trip(tmp_path):
     again = load_gpt2(tmp_path / "m", dtype="float64")
     ids = np.arange(12).reshape(2, 6)
     assert (logits(again, ids) == logits(model, ids)).all()
+
+
+def test_gpt2_smalls_own_config_json_is_accepted():
+    """The config.json of openai-community/gpt2, as published: every key is honoured or ignored."""
+    published = {
+        "activation_function": "gelu_new", "architectures": ["GPT2LMHeadModel"], "attn_pdrop": 0.1,
+        "bos_token_id": 50256, "embd_pdrop": 0.1, "eos_token_id": 50256, "initializer_range": 0.02,
+        "layer_norm_epsilon": 1e-05, "model_type": "gpt2", "n_ctx": 1024, "n_embd": 768, "n_head": 12,
+        "n_layer": 12, "n_positions": 1024, "resid_pdrop": 0.1, "summary_activation": None,
+        "summary_first_dropout": 0.1, "summary_proj_to_labels": True, "summary_type": "cls_index",
+        "summary_use_proj": True, "task_specific_params": {"text-generation": {"do_sample": True,
+                                                                                "max_length": 50}},
+        "vocab_size": 50257}
+    assert GPT2Config.from_dict(published) == GPT2Config(bos_token_id=50256, eos_token_id=50256)
