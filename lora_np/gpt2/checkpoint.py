@@ -12,9 +12,12 @@ A folder as ``transformers`` saves it (``save_pretrained``) or as the hub serves
   checked for shape and skipped.
 * ``vocab.json`` and ``merges.txt`` — the tokenizer (:mod:`lora_np.gpt2.tokenizer`), read separately.
 
-Every tensor is checked before anything is built: an unknown key, a missing key or a wrong shape
-is a ValueError naming the key. Loading from a local folder is the only path here; nothing is
-downloaded. GPT-2 small's files are at https://huggingface.co/openai-community/gpt2 (``config.json``,
+Every tensor is checked against the model's own parameters before any is used: an unknown key, a
+missing key or a wrong shape is a ValueError naming the key. ``save_gpt2`` replaces the folder's
+files atomically, and ``load_gpt2`` reads ``config.json`` and the weights from one version of it, so
+a load running beside a save never pairs one save's config with another's weights. Loading from a
+local folder is the only path here; nothing is downloaded. GPT-2 small's files are at
+https://huggingface.co/openai-community/gpt2 (``config.json``,
 ``model.safetensors``, ``vocab.json``, ``merges.txt``).
 
 >>> model = load_gpt2("tests/data/gpt2_tiny")                    # float32
@@ -28,8 +31,8 @@ import os
 import re
 
 from .. import backend
-from ..lora.files import json_bytes, replace_folder
-from ..lora.safetensors import read_safetensors, safetensors_bytes
+from ..lora.files import json_bytes, read_folder, replace_folder
+from ..lora.safetensors import parse_safetensors, safetensors_bytes
 from ..nn import LoRALayer
 from .config import GPT2Config
 from .model import GPT2LMHeadModel
@@ -45,11 +48,15 @@ def read_config(directory) -> GPT2Config:
     if not os.path.isfile(path):
         raise FileNotFoundError(f"GPT-2 checkpoint: {path} does not exist (a checkpoint folder holds "
                                 f"{CONFIG_NAME} and {WEIGHTS_NAME})")
-    with open(path, encoding="utf-8") as f:
-        try:
-            cfg = json.load(f)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{path} is not valid JSON ({err})") from err
+    with open(path, "rb") as f:
+        return _parse_config(f.read(), path)
+
+
+def _parse_config(raw: bytes, path: str) -> GPT2Config:
+    try:
+        cfg = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path} is not valid JSON ({err})") from err
     return GPT2Config.from_dict(cfg, path)
 
 
@@ -57,38 +64,27 @@ def load_gpt2(directory, dtype="float32") -> GPT2LMHeadModel:
     """A :class:`GPT2LMHeadModel` with the weights of the checkpoint in ``directory``, in ``dtype``
     (float16 and bfloat16 files are widened exactly), on the current backend."""
     directory = os.path.expanduser(os.fspath(directory))
-    config = read_config(directory)
+    read_config(directory)                           # a missing or bad config.json, named, before the weights
     path = os.path.join(directory, WEIGHTS_NAME)
     if not os.path.isfile(path):
         hint = " (only model.safetensors is read, not the pickled pytorch_model.bin)" \
             if os.path.isfile(os.path.join(directory, "pytorch_model.bin")) else ""
         raise FileNotFoundError(f"GPT-2 checkpoint: {path} does not exist{hint}")
-    tensors = _checkpoint_tensors(read_safetensors(path), path, config)
+    files = read_folder(directory, (CONFIG_NAME, WEIGHTS_NAME))   # both from one version, even mid-save
+    config = _parse_config(files[CONFIG_NAME], os.path.join(directory, CONFIG_NAME))
     model = GPT2LMHeadModel(config, dtype=backend.default_dtype() if dtype is None else dtype, init=False)
-    for name, p in model.named_parameters():
+    params = dict(model.named_parameters())          # the names and shapes a checkpoint must hold
+    tensors = _checkpoint_tensors(parse_safetensors(files[WEIGHTS_NAME], path), path, config,
+                                  {name: tuple(p.shape) for name, p in params.items()})
+    for name, p in params.items():
         p.data = backend.asarray(tensors[name], dtype=p.dtype)
     return model
 
 
-def _expected_shapes(config: GPT2Config) -> dict:
-    """``{name: shape}`` of every parameter of a (tied) GPT-2 of these sizes."""
-    d, V, hidden = config.n_embd, config.vocab_size, config.hidden
-    shapes = {"transformer.wte.weight": (V, d), "transformer.wpe.weight": (config.n_positions, d),
-              "transformer.ln_f.weight": (d,), "transformer.ln_f.bias": (d,)}
-    per_layer = {"ln_1.weight": (d,), "ln_1.bias": (d,), "attn.c_attn.weight": (d, 3 * d),
-                 "attn.c_attn.bias": (3 * d,), "attn.c_proj.weight": (d, d), "attn.c_proj.bias": (d,),
-                 "ln_2.weight": (d,), "ln_2.bias": (d,), "mlp.c_fc.weight": (d, hidden),
-                 "mlp.c_fc.bias": (hidden,), "mlp.c_proj.weight": (hidden, d), "mlp.c_proj.bias": (d,)}
-    for i in range(config.n_layer):
-        shapes.update({f"transformer.h.{i}.{k}": v for k, v in per_layer.items()})
-    return shapes
-
-
-def _checkpoint_tensors(flat: dict, path: str, config: GPT2Config) -> dict:
-    """``{parameter name: host array}``, every key of the file accounted for and checked."""
-    shapes, out, head = _expected_shapes(config), {}, None
-    if not config.tie_word_embeddings:
-        shapes["lm_head.weight"] = (config.vocab_size, config.n_embd)
+def _checkpoint_tensors(flat: dict, path: str, config: GPT2Config, shapes: dict) -> dict:
+    """``{parameter name: host array}``, every key of the file accounted for and checked against
+    ``shapes`` (``{name: shape}`` of the model's parameters: a tied head's weight is wte's, listed once)."""
+    out, head = {}, None
     for key, a in flat.items():
         name = key if key.startswith(PREFIX) or key == "lm_head.weight" else PREFIX + key
         if name in out:
